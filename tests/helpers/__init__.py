@@ -1,0 +1,1 @@
+"""Reusable helpers for the template's tests: rendering, environments, servers."""

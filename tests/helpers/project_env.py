@@ -1,0 +1,55 @@
+"""One virtualenv with a rendered project's dependencies, shared by every test.
+
+Rendered projects of one template version pin the same dependencies, so they
+can share a single environment: it is keyed by the pins and the interpreter,
+built once (under a file lock, so pytest-xdist workers wait for each other
+instead of racing) and cached outside the clone so that reruns are instant.
+Projects are not installed into it; tests run them from their own folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "copier-flask"
+# Installed besides the pins: waitress, which requirements.txt only pulls in
+# on Windows, so that the tests can boot the app under it here too.
+EXTRA = ["waitress==3.0.2"]
+
+
+def _key(project: Path) -> str:
+    digest = hashlib.sha256()
+    digest.update(sys.version.encode())
+    digest.update((project / "requirements.txt").read_bytes())
+    digest.update((project / "pyproject.toml").read_bytes())
+    digest.update(" ".join(EXTRA).encode())
+    return digest.hexdigest()[:16]
+
+
+def project_venv(project: Path) -> Path:
+    """The bin/ folder of a virtualenv holding `project`'s pins and dev group."""
+    target = CACHE / "venvs" / _key(project)
+    bindir = target / "bin"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            return bindir
+        venv.EnvBuilder(clear=True, with_pip=True).create(target)
+        pip = [str(bindir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        # The projects document `pip install --group dev`, which needs pip >= 25.1.
+        subprocess.run([*pip, "--upgrade", "pip>=25.1"], check=True, timeout=300)
+        subprocess.run(
+            [*pip, "-r", "requirements.txt", "--group", "dev", *EXTRA],
+            cwd=project,
+            check=True,
+            timeout=600,
+        )
+        (target / ".complete").touch()
+    return bindir

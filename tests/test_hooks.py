@@ -1,0 +1,50 @@
+"""The scripts Copier tasks run are idempotent and never overwrite the user's files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+WRITE_DOTENV = REPO / "hooks" / "write_dotenv.py"
+
+pytestmark = pytest.mark.quick
+
+
+def run_hook(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(WRITE_DOTENV)], cwd=cwd, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_write_dotenv_creates_once_and_then_keeps_it(tmp_path: Path) -> None:
+    assert run_hook(tmp_path).returncode == 0
+    written = (tmp_path / ".env").read_text()
+    assert "FLASK_SECRET_KEY=" in written
+
+    again = run_hook(tmp_path)
+    assert again.returncode == 0
+    assert "Kept" in again.stdout
+    assert (tmp_path / ".env").read_text() == written
+
+
+def test_write_dotenv_never_overwrites_the_users_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("FLASK_SECRET_KEY=mine\n")
+    assert run_hook(tmp_path).returncode == 0
+    assert (tmp_path / ".env").read_text() == "FLASK_SECRET_KEY=mine\n"
+
+
+def test_hooks_use_only_the_standard_library() -> None:
+    # Tasks run with Copier's interpreter, before the project has any packages.
+    for script in (REPO / "hooks").glob("*.py"):
+        result = subprocess.run(
+            [sys.executable, "-S", "-c", f"import runpy; runpy.run_path({str(script)!r})"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=script.parent,
+        )
+        assert "ModuleNotFoundError" not in result.stderr, result.stderr

@@ -1,0 +1,143 @@
+"""Every combination of the switches renders into a clean, lint-free project."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers.render import SWITCHES, jinja_leftovers, project_files, render
+from tests.helpers.tools import require_tool
+
+pytestmark = pytest.mark.quick
+
+COMBINATIONS = [
+    dict(zip(SWITCHES, values, strict=True)) | {"ci": ci}
+    for values in itertools.product([True, False], repeat=len(SWITCHES))
+    for ci in ("github", "none")
+]
+
+# File -> the answer that must switch it on.
+CONDITIONAL_FILES = {
+    "Dockerfile": "with_docker",
+    ".dockerignore": "with_docker",
+    "Procfile": "with_procfile",
+    "deploy/nginx/demo-shop.conf": "with_nginx",
+}
+ALWAYS = [
+    ".copier-answers.yml",
+    ".env",
+    ".env.example",
+    ".gitignore",
+    "README.md",
+    "gunicorn.conf.py",
+    "pyproject.toml",
+    "requirements.txt",
+    "wsgi.py",
+    "demo_shop/__init__.py",
+    "demo_shop/config.py",
+    "demo_shop/health.py",
+    "demo_shop/views.py",
+    "tests/conftest.py",
+]
+
+
+def combo_id(combo: dict[str, Any]) -> str:
+    on = [k.removeprefix("with_") for k in SWITCHES if combo[k]]
+    return "+".join(on or ["bare"]) + f"-ci:{combo['ci']}"
+
+
+def calls_app_run(path: Path) -> bool:
+    """Whether the code (not its comments or docstrings) calls `<something>.run(`
+    on an object named app, the way the development server is started."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "run"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in {"app", "application"}
+        ):
+            return True
+    return False
+
+
+def ruff(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_tool("ruff"), *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("combo", COMBINATIONS, ids=combo_id)
+def test_combination_renders_clean(copie: Any, combo: dict[str, Any]) -> None:
+    project = render(copie, **combo)
+    files = {str(p) for p in project_files(project)}
+
+    for name in ALWAYS:
+        assert name in files, f"{name} missing"
+    for name, switch in CONDITIONAL_FILES.items():
+        assert (name in files) == combo[switch], f"{name} with {switch}={combo[switch]}"
+    assert (".github/workflows/ci.yml" in files) == (combo["ci"] == "github")
+
+    assert jinja_leftovers(project, "demo_shop") == []
+    calls = [f for f in files if f.endswith(".py") and calls_app_run(project / f)]
+    assert calls == [], "the development server must never be started from code"
+
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert {k: answers[k] for k in combo} == combo
+
+    lint = ruff("check", "--no-cache", ".", cwd=project)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = ruff("format", "--no-cache", "--check", ".", cwd=project)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+@pytest.mark.parametrize("python_version", ["3.11", "3.12", "3.13", "3.14"])
+def test_python_version_reaches_every_place(copie: Any, python_version: str) -> None:
+    project = render(copie, python_version=python_version)
+    assert f'requires-python = ">={python_version}"' in (project / "pyproject.toml").read_text()
+    assert f"target-version = \"py{python_version.replace('.', '')}\"" in (
+        project / "pyproject.toml"
+    ).read_text()
+    assert f"python:{python_version}-slim" in (project / "Dockerfile").read_text()
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+    setup = [s for s in workflow["jobs"]["test"]["steps"] if "setup-python" in s.get("uses", "")]
+    assert setup[0]["with"]["python-version"] == python_version
+    # Each version's ruff rules (pyupgrade, formatting) hold for the rendered code.
+    lint = ruff("check", "--no-cache", ".", cwd=project)
+    assert lint.returncode == 0, lint.stdout
+    fmt = ruff("format", "--no-cache", "--check", ".", cwd=project)
+    assert fmt.returncode == 0, fmt.stdout
+
+
+def test_github_workflow_matches_the_schema(default_project: Path) -> None:
+    checker = require_tool("check-jsonschema")
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.github-workflows", ".github/workflows/ci.yml"],
+        cwd=default_project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dotenv_holds_a_fresh_secret_for_development(copie: Any) -> None:
+    first, second = render(copie), render(copie)
+    secrets = []
+    for project in (first, second):
+        dotenv = project / ".env"
+        assert dotenv.stat().st_mode & 0o077 == 0, ".env must be private to its owner"
+        values = dict(
+            line.split("=", 1) for line in dotenv.read_text().splitlines() if "=" in line
+        )
+        assert values["FLASK_DEBUG"] == "1"
+        assert len(values["FLASK_SECRET_KEY"]) == 64
+        secrets.append(values["FLASK_SECRET_KEY"])
+        assert ".env" in (project / ".gitignore").read_text().split()
+    assert secrets[0] != secrets[1], "every project gets its own secret"

@@ -1,0 +1,89 @@
+"""Invalid answers are refused with a message that says what to type instead."""
+
+from __future__ import annotations
+
+import keyword
+import sys
+from pathlib import Path
+
+import copier
+import jinja2
+import pytest
+import yaml
+from jinja2_ansible_filters import AnsibleCoreFiltersExtension
+
+from tests.helpers.render import BASE_ANSWERS
+
+REPO = Path(__file__).resolve().parent.parent
+QUESTIONS = yaml.safe_load((REPO / "copier.yml").read_text())
+
+pytestmark = pytest.mark.quick
+
+# answer -> a bad value, and words the refusal must contain (what to type instead)
+BAD_ANSWERS = [
+    ("project_name", "   ", "Type a name"),
+    ("project_name", "x" * 81, "under 80"),
+    ("project_slug", "My Shop", "for example: my-flask-app"),
+    ("project_slug", "shop--x", "single dashes"),
+    ("package_name", "my-shop", "for example: my_shop"),
+    ("package_name", "MyShop", "for example: myshop"),
+    ("package_name", "2shop", "for example: app_2shop"),
+    ("package_name", "class", "Python keyword"),
+    ("package_name", "json", "shadow the standard library"),
+    ("package_name", "email", "shadow the standard library"),
+    ("package_name", "flask", "taken by a dependency"),
+    ("package_name", "gunicorn", "taken by a dependency"),
+    ("package_name", "tests", "taken by a dependency or a file"),
+    ("author_name", "", "Type your name"),
+    ("author_name", 'Jane "JD" Doe', "without <, > or quotes"),
+    ("author_email", "jane.example.com", "name@example.com"),
+    ("author_email", "jane@localhost", "name@example.com"),
+    ("description", "two\nlines", "one line"),
+    ("python_version", "3.9", "3.11"),
+    ("ci", "gitlab", "github"),
+]
+
+
+@pytest.mark.parametrize(("question", "value", "advice"), BAD_ANSWERS)
+def test_bad_answer_is_refused_and_nothing_is_written(
+    tmp_path: Path, question: str, value: str, advice: str
+) -> None:
+    destination = tmp_path / "project"
+    with pytest.raises(ValueError) as excinfo:
+        copier.run_copy(
+            str(REPO),
+            destination,
+            data={**BASE_ANSWERS, question: value},
+            defaults=True,
+            unsafe=True,
+            vcs_ref="HEAD",
+            quiet=True,
+        )
+    assert advice in str(excinfo.value)
+    assert not destination.exists() or not any(destination.iterdir())
+
+
+def validator(question: str) -> jinja2.Template:
+    env = jinja2.Environment(extensions=[AnsibleCoreFiltersExtension])
+    return env.from_string(QUESTIONS[question]["validator"])
+
+
+def test_package_name_refuses_every_stdlib_module_and_keyword() -> None:
+    check = validator("package_name")
+    names = {n.lower() for n in sys.stdlib_module_names if not n.startswith("_")}
+    names |= {k for k in keyword.kwlist + keyword.softkwlist if k.islower() and k != "_"}
+    accepted = sorted(n for n in names if not check.render(package_name=n).strip())
+    assert accepted == []
+
+
+@pytest.mark.parametrize("name", ["shop", "my_shop", "_private", "shop2", "flask_shop"])
+def test_package_name_accepts_good_names(name: str) -> None:
+    assert validator("package_name").render(package_name=name).strip() == ""
+
+
+def test_every_question_helps_and_has_a_default() -> None:
+    questions = {k: v for k, v in QUESTIONS.items() if not k.startswith("_")}
+    assert len(questions) >= 10
+    for name, spec in questions.items():
+        assert spec.get("help"), f"{name} has no help"
+        assert "default" in spec, f"{name} has no default"
