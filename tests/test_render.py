@@ -101,9 +101,10 @@ def test_combination_renders_clean(copie: Any, combo: dict[str, Any]) -> None:
 def test_python_version_reaches_every_place(copie: Any, python_version: str) -> None:
     project = render(copie, python_version=python_version)
     assert f'requires-python = ">={python_version}"' in (project / "pyproject.toml").read_text()
-    assert f"target-version = \"py{python_version.replace('.', '')}\"" in (
-        project / "pyproject.toml"
-    ).read_text()
+    assert (
+        f'target-version = "py{python_version.replace(".", "")}"'
+        in (project / "pyproject.toml").read_text()
+    )
     assert f"python:{python_version}-slim" in (project / "Dockerfile").read_text()
     workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
     setup = [s for s in workflow["jobs"]["test"]["steps"] if "setup-python" in s.get("uses", "")]
@@ -133,9 +134,7 @@ def test_dotenv_holds_a_fresh_secret_for_development(copie: Any) -> None:
     for project in (first, second):
         dotenv = project / ".env"
         assert dotenv.stat().st_mode & 0o077 == 0, ".env must be private to its owner"
-        values = dict(
-            line.split("=", 1) for line in dotenv.read_text().splitlines() if "=" in line
-        )
+        values = dict(line.split("=", 1) for line in dotenv.read_text().splitlines() if "=" in line)
         assert values["FLASK_DEBUG"] == "1"
         assert len(values["FLASK_SECRET_KEY"]) == 64
         secrets.append(values["FLASK_SECRET_KEY"])

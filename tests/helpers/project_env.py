@@ -23,11 +23,19 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "copier
 EXTRA = ["waitress==3.0.2"]
 
 
+def _dependency_groups(pyproject: str) -> str:
+    """The [dependency-groups] table's text: names and versions vary per
+    project, the tools they pin do not."""
+    start = pyproject.index("[dependency-groups]")
+    end = pyproject.find("\n[", start + 1)
+    return pyproject[start : end if end != -1 else None]
+
+
 def _key(project: Path) -> str:
     digest = hashlib.sha256()
     digest.update(sys.version.encode())
     digest.update((project / "requirements.txt").read_bytes())
-    digest.update((project / "pyproject.toml").read_bytes())
+    digest.update(_dependency_groups((project / "pyproject.toml").read_text()).encode())
     digest.update(" ".join(EXTRA).encode())
     return digest.hexdigest()[:16]
 

@@ -48,6 +48,30 @@ def http_get(
         conn.close()
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket, the way nginx reaches gunicorn."""
+
+    def __init__(self, socket_path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = str(socket_path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def unix_http_get(socket_path: Path, path: str = "/", timeout: float = 5) -> Response:
+    """One GET over the unix socket at `socket_path`."""
+    conn = UnixHTTPConnection(socket_path, timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
@@ -61,9 +85,7 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start(
-    command: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path
-) -> Server:
+def start(command: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> Server:
     """Start `command` in its own session, stdout and stderr into `log`."""
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -124,4 +146,3 @@ def running(
         yield server
     finally:
         stop(server)
-

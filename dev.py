@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""The template's two entry points, for a fresh clone with Python 3.10+ and git.
+
+    python3 dev.py demo    render a project with the defaults and serve it with gunicorn
+    python3 dev.py test    run the template's test suite (extra arguments go to pytest)
+
+Both build `.venv` from the `test` group in pyproject.toml first (again only
+when pyproject.toml changes), so nothing needs installing by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import venv
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+VENV = REPO / ".venv"
+BIN = VENV / "bin"
+DEMO = REPO / "build" / "demo"
+
+
+def ensure_venv() -> None:
+    """Create or refresh .venv so it matches pyproject.toml."""
+    stamp = VENV / ".pyproject-sha256"
+    wanted = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    print("Setting up .venv (copier, pytest, ruff, ...)", flush=True)
+    venv.EnvBuilder(clear=not stamp.exists(), with_pip=True).create(VENV)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    # Dependency groups (PEP 735) need pip >= 25.1.
+    subprocess.run([*pip, "--upgrade", "pip>=25.1"], check=True)
+    subprocess.run([*pip, "--group", "test"], cwd=REPO, check=True)
+    stamp.write_text(wanted)
+
+
+def in_venv(*args: str) -> list[str]:
+    return [str(BIN / "python"), *args]
+
+
+def test(pytest_args: list[str]) -> int:
+    """Run the suite on every core; CI=true turns tool-dependent skips into failures."""
+    return subprocess.run(in_venv("-m", "pytest", "-n", "auto", *pytest_args), cwd=REPO).returncode
+
+
+DEMO_SCRIPT = """
+import sys
+from pathlib import Path
+from tests.helpers.project_env import project_venv
+print(project_venv(Path(sys.argv[1])))
+"""
+
+
+def demo(args: list[str]) -> int:
+    """Render the defaults into build/demo and serve them with the generated gunicorn.conf.py."""
+    shutil.rmtree(DEMO, ignore_errors=True)
+    DEMO.parent.mkdir(exist_ok=True)
+    subprocess.run(
+        in_venv("-m", "copier", "copy", "--trust", "--defaults", "--quiet", "--vcs-ref=HEAD")
+        + [str(REPO), str(DEMO)],
+        check=True,
+    )
+    print(f"Rendered the default project into {DEMO}")
+    # The same shared environment the tests use: the project's pinned dependencies.
+    env_bin = subprocess.run(
+        in_venv("-c", DEMO_SCRIPT, str(DEMO)), cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    # Production mode (no FLASK_DEBUG), with the development secret copier wrote to .env.
+    dotenv = dict(
+        line.split("=", 1) for line in (DEMO / ".env").read_text().splitlines() if "=" in line
+    )
+    port = os.environ.get("PORT", "8000")
+    env = {**os.environ, "FLASK_SECRET_KEY": dotenv["FLASK_SECRET_KEY"], "PORT": port}
+    env.update(HOST="127.0.0.1", PATH=f"{env_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("FLASK_DEBUG", None)
+    server = subprocess.Popen(
+        [f"{env_bin}/gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=DEMO, env=env
+    )
+    try:
+        health = wait_for(f"http://127.0.0.1:{port}/healthz", server)
+        print(f"\n  Serving on http://127.0.0.1:{port}/  (health: {health})")
+        print("  gunicorn with the generated gunicorn.conf.py, app from build/demo/wsgi.py\n")
+        if "--once" in args:
+            return 0
+        print("Press Ctrl+C to stop.")
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.terminate()
+        server.wait(timeout=35)
+    return 0
+
+
+def wait_for(url: str, server: subprocess.Popen[bytes], seconds: float = 30) -> str:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)
+                return response.read().decode().strip()
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {seconds:.0f}s")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[1] not in {"demo", "test"}:
+        print(__doc__)
+        return 2
+    ensure_venv()
+    return demo(argv[2:]) if argv[1] == "demo" else test(argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,36 @@
+"""A rendered project passes its own test suite, as rendered."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.helpers.render import render
+
+pytestmark = pytest.mark.boot
+
+VARIANTS = {
+    "defaults": {},
+    "bare": {"with_docker": False, "with_nginx": False, "with_procfile": False, "ci": "none"},
+    "other-names": {"project_name": "Inventory API", "package_name": "inventory"},
+}
+
+
+@pytest.mark.parametrize("answers", VARIANTS.values(), ids=VARIANTS.keys())
+def test_rendered_project_passes_its_own_tests(
+    copie: Any, answers: dict[str, Any], run_env: Callable[..., dict[str, str]]
+) -> None:
+    project = render(copie, **answers)
+    result = subprocess.run(
+        ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout and "failed" not in result.stdout
