@@ -97,7 +97,7 @@ def test_production_without_secret_refuses_to_start(
         stop(server)
     output = server.output()
     assert returncode != 0, output
-    reason = "FLASK_SECRET_KEY is not set: production refuses to start without it"
+    reason = "FLASK_SECRET_KEY must be set: production refuses to start without it"
     lines = [line for line in output.splitlines() if reason in line]
     assert lines and all(line.startswith("FLASK_SECRET_KEY") for line in lines), output
     assert "App failed to load" in output, "gunicorn stops instead of respawning workers"
@@ -116,7 +116,7 @@ def test_waitress_without_secret_refuses_with_one_line(
         timeout=20,
     )
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith("FLASK_SECRET_KEY is not set")
+    assert result.stderr.strip().splitlines()[-1].startswith("FLASK_SECRET_KEY must be set")
 
 
 # Runs wsgi.py as a script and reports every socket it tried to listen on.

@@ -16,10 +16,16 @@ from tests.helpers.tools import require_tool
 
 pytestmark = pytest.mark.quick
 
+DATABASES = ("none", "sqlite", "postgresql")
+# Every combination of the switches and CI (16), the database cycling through
+# its three values, so each database meets both states of every switch.
 COMBINATIONS = [
-    dict(zip(SWITCHES, values, strict=True)) | {"ci": ci}
-    for values in itertools.product([True, False], repeat=len(SWITCHES))
-    for ci in ("github", "none")
+    dict(zip(SWITCHES, values, strict=True)) | {"ci": ci, "database": DATABASES[i % 3]}
+    for i, (values, ci) in enumerate(
+        itertools.product(
+            itertools.product([True, False], repeat=len(SWITCHES)), ("github", "none")
+        )
+    )
 ]
 
 # File -> the answer that must switch it on.
@@ -29,6 +35,15 @@ CONDITIONAL_FILES = {
     "Procfile": "with_procfile",
     "deploy/nginx/demo-shop.conf": "with_nginx",
 }
+DATABASE_FILES = [
+    "demo_shop/db.py",
+    "demo_shop/models.py",
+    "demo_shop/items.py",
+    "migrations/env.py",
+    "migrations/alembic.ini",
+    "migrations/script.py.mako",
+    "tests/test_items.py",
+]
 ALWAYS = [
     ".copier-answers.yml",
     ".env",
@@ -49,7 +64,7 @@ ALWAYS = [
 
 def combo_id(combo: dict[str, Any]) -> str:
     on = [k.removeprefix("with_") for k in SWITCHES if combo[k]]
-    return "+".join(on or ["bare"]) + f"-ci:{combo['ci']}"
+    return "+".join(on or ["bare"]) + f"-ci:{combo['ci']}-db:{combo['database']}"
 
 
 def calls_app_run(path: Path) -> bool:
@@ -83,6 +98,11 @@ def test_combination_renders_clean(copie: Any, combo: dict[str, Any]) -> None:
     for name, switch in CONDITIONAL_FILES.items():
         assert (name in files) == combo[switch], f"{name} with {switch}={combo[switch]}"
     assert (".github/workflows/ci.yml" in files) == (combo["ci"] == "github")
+    with_db = combo["database"] != "none"
+    for name in DATABASE_FILES:
+        assert (name in files) == with_db, f"{name} with database={combo['database']}"
+    procfile = (project / "Procfile").read_text() if combo["with_procfile"] else ""
+    assert ("release: flask db upgrade" in procfile) == (with_db and combo["with_procfile"])
 
     assert jinja_leftovers(project, "demo_shop") == []
     calls = [f for f in files if f.endswith(".py") and calls_app_run(project / f)]

@@ -52,12 +52,14 @@ def project_venv(project: Path) -> Path:
         venv.EnvBuilder(clear=True, with_pip=True).create(target)
         pip = [str(bindir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         # The projects document `pip install --group dev`, which needs pip >= 25.1.
-        subprocess.run([*pip, "--upgrade", "pip>=25.1"], check=True, timeout=300)
-        subprocess.run(
-            [*pip, "-r", "requirements.txt", "--group", "dev", *EXTRA],
-            cwd=project,
-            check=True,
-            timeout=600,
-        )
+        _quiet([*pip, "--upgrade", "pip>=25.1"], project)
+        _quiet([*pip, "-r", "requirements.txt", "--group", "dev", *EXTRA], project)
         (target / ".complete").touch()
     return bindir
+
+
+def _quiet(command: list[str], cwd: Path) -> None:
+    """Run pip; show its output only when it fails."""
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")

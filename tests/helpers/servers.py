@@ -35,17 +35,29 @@ class Response:
     body: bytes
 
 
-def http_get(
-    port: int, path: str = "/", headers: Mapping[str, str] | None = None, timeout: float = 5
+def http_request(
+    port: int,
+    method: str,
+    path: str = "/",
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 5,
 ) -> Response:
-    """One GET over a fresh connection to 127.0.0.1:`port`."""
+    """One request over a fresh connection to 127.0.0.1:`port`."""
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     try:
-        conn.request("GET", path, headers=dict(headers or {}))
+        conn.request(method, path, body=body, headers=dict(headers or {}))
         resp = conn.getresponse()
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:
         conn.close()
+
+
+def http_get(
+    port: int, path: str = "/", headers: Mapping[str, str] | None = None, timeout: float = 5
+) -> Response:
+    """One GET over a fresh connection to 127.0.0.1:`port`."""
+    return http_request(port, "GET", path, headers=headers, timeout=timeout)
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
