@@ -39,7 +39,7 @@ def test_write_dotenv_never_overwrites_the_users_file(tmp_path: Path) -> None:
 
 def test_hooks_use_only_the_standard_library() -> None:
     # Tasks run with Copier's interpreter, before the project has any packages.
-    for script in (REPO / "hooks").glob("*.py"):
+    for script in (REPO / "hooks").rglob("*.py"):
         result = subprocess.run(
             [sys.executable, "-S", "-c", f"import runpy; runpy.run_path({str(script)!r})"],
             capture_output=True,

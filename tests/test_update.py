@@ -1,0 +1,417 @@
+"""`copier update` never loses a user's work: scenario tests on real git repos.
+
+Every test generates a project from template 1.0.0 (the working tree), commits
+it, edits it as a user would, commits again and updates it to 2.0.0 (the
+working tree plus the changes in helpers/template_versions.py) with the command
+the generated README gives. The two template versions are built once per
+module (per xdist worker); every project lives in its test's own temp dir.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+from packaging.version import Version
+
+from tests.helpers.servers import free_port, http_get, running
+from tests.helpers.template_versions import (
+    REPO,
+    V2,
+    V2_DOCKERFILE,
+    V2_GUNICORN_TAIL,
+    V2_NGINX_TAIL,
+    V2_STYLE,
+    V2_TIMEOUT,
+    V2_VIEW,
+    append,
+    build_template_versions,
+    commit_all,
+    conflict_files,
+    copier_update,
+    copy_project,
+    edit,
+    git,
+    insert_after,
+    marker_files,
+    snapshot,
+    take_ours,
+)
+
+pytestmark = pytest.mark.update
+
+PACKAGE = "demo_shop"  # from BASE_ANSWERS' project name
+NGINX_AT_V1 = "deploy/nginx/demo-shop.conf"
+NGINX_AT_V2 = "deploy/nginx/sites/demo-shop.conf"
+
+# ---- the user's edits in the main scenario --------------------------------------
+USER_TIMEOUT = "timeout = 120  # mine: the reports endpoint is slow"
+USER_GUNICORN_HEAD = "# mine: tuned for the reports service"
+USER_VIEW = '\n\n@bp.get("/mine")\ndef mine() -> str:\n    return "a view of my own"\n'
+USER_README = "Internal notes: this shop sells only tea."
+USER_REQUIREMENT = "requests==2.32.3"
+USER_STYLE = "body { background: papayawhip; }  /* mine */\n"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template repo with tags 1.0.0 and 2.0.0."""
+    return build_template_versions(tmp_path_factory.mktemp("versions") / "copier-flask")
+
+
+@dataclass
+class Updated:
+    project: Path
+    result: subprocess.CompletedProcess[str]
+    dotenv: tuple[bytes, int]  # .env's bytes and mtime before the update
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout + self.result.stderr
+
+    def read(self, name: str) -> str:
+        return (self.project / name).read_text()
+
+
+@pytest.fixture(scope="module")
+def main_update(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Updated:
+    """The main scenario: a project at 1.0.0 with a user's typical edits,
+    committed, then updated to 2.0.0. Tests only read it."""
+    project = copy_project(template, tmp_path_factory.mktemp("main") / "demo-shop")
+    gunicorn = project / "gunicorn.conf.py"
+    # The same line as the template's change (a conflict), and a far one (none).
+    edit(gunicorn, r"^timeout = .*$", USER_TIMEOUT)
+    gunicorn.write_text(f"{USER_GUNICORN_HEAD}\n{gunicorn.read_text()}")
+    insert_after(project / PACKAGE / "views.py", r"^bp = Blueprint\(.*\)\n", USER_VIEW)
+    insert_after(project / "README.md", r"\A# .*\n", f"\n{USER_README}\n")
+    append(project / "requirements.txt", USER_REQUIREMENT)
+    (project / "Procfile").unlink()  # an optional file this user does not want
+    (project / PACKAGE / "static" / "style.css").write_text(USER_STYLE)
+    commit_all(project, "my edits")
+    dotenv = project / ".env"
+    before = (dotenv.read_bytes(), dotenv.stat().st_mtime_ns)
+    return Updated(project, copier_update(project), before)
+
+
+# ---- the main scenario -----------------------------------------------------------
+
+
+def test_update_succeeds_and_records_the_new_version(main_update: Updated) -> None:
+    assert main_update.result.returncode == 0, main_update.output
+    assert f"Updating to template version {V2}" in main_update.output
+    answers = yaml.safe_load(main_update.read(".copier-answers.yml"))
+    assert answers["_commit"] == V2
+
+
+def test_every_user_edit_is_still_there(main_update: Updated) -> None:
+    gunicorn = main_update.read("gunicorn.conf.py")
+    assert gunicorn.startswith(USER_GUNICORN_HEAD + "\n")
+    assert USER_TIMEOUT in gunicorn, "the conflicting line is kept, never overwritten"
+    assert USER_VIEW.strip() in main_update.read(f"{PACKAGE}/views.py")
+    assert USER_README in main_update.read("README.md")
+    assert USER_REQUIREMENT in main_update.read("requirements.txt").splitlines()
+    assert not (main_update.project / "Procfile").exists(), "a deleted file stays deleted"
+
+
+def test_the_template_changes_arrive(main_update: Updated) -> None:
+    assert V2_VIEW in main_update.read(f"{PACKAGE}/views.py")
+    gunicorn = main_update.read("gunicorn.conf.py")
+    assert gunicorn.rstrip().endswith(V2_GUNICORN_TAIL), "merged next to the user's edits"
+    assert V2_TIMEOUT in gunicorn, "offered inside the conflict"
+    assert main_update.read("Dockerfile").rstrip().endswith(V2_DOCKERFILE)
+    # The moved file the user never edited: at its new place, the old one gone.
+    assert V2_NGINX_TAIL in main_update.read(NGINX_AT_V2)
+    assert not (main_update.project / NGINX_AT_V1).exists()
+
+
+def test_a_conflict_is_marked_and_named_never_overwritten(main_update: Updated) -> None:
+    block = (
+        f"<<<<<<< before updating\n{USER_TIMEOUT}\n=======\n{V2_TIMEOUT}\n>>>>>>> after updating\n"
+    )
+    assert block in main_update.read("gunicorn.conf.py")
+    # Only the file both changed; git holds it as unmerged so it cannot be
+    # committed unresolved by accident.
+    assert marker_files(main_update.project) == ["gunicorn.conf.py"]
+    assert conflict_files(main_update.project) == ["gunicorn.conf.py"]
+    # The command's own output names it (hooks/migrations/report_update.py).
+    assert "1 file(s) with conflicts" in main_update.output
+    assert "\n  gunicorn.conf.py\n" in main_update.output
+    # And says what it removed: the moved file's old path.
+    assert f"\n  {NGINX_AT_V1}\n" in main_update.output
+
+
+def test_user_owned_files_are_untouched_and_copy_tasks_do_not_run(main_update: Updated) -> None:
+    dotenv = main_update.project / ".env"
+    assert (dotenv.read_bytes(), dotenv.stat().st_mtime_ns) == main_update.dotenv
+    # hooks/write_dotenv.py prints on every run ("Wrote ..." or "Kept the
+    # existing ..."); on update Copier runs tasks three times (old copy, new
+    # copy, project), so silence proves the copy-only guard held each time.
+    assert ".env" not in main_update.output
+    # _skip_if_exists: the template changed the stylesheet, the user's stays.
+    # (This project deleted a file, the case where answers in the patterns
+    # would not render: see copier.yml.)
+    assert main_update.read(f"{PACKAGE}/static/style.css") == USER_STYLE
+    assert V2_STYLE not in main_update.read(f"{PACKAGE}/static/style.css")
+
+
+@pytest.mark.boot
+def test_the_updated_project_passes_its_tests_and_boots(
+    main_update: Updated, run_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    # Resolve the conflict as this user would (keep theirs), on a copy.
+    project = tmp_path / "demo-shop"
+    shutil.copytree(main_update.project, project)
+    gunicorn = project / "gunicorn.conf.py"
+    gunicorn.write_text(take_ours(gunicorn.read_text()))
+    assert marker_files(project) == []
+
+    suite = subprocess.run(
+        ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert suite.returncode == 0, suite.stdout + suite.stderr
+
+    port = free_port()
+    env = run_env(FLASK_SECRET_KEY="s" * 64, PORT=str(port), HOST="127.0.0.1")
+    command = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+    with running(command, project, env, tmp_path / "gunicorn.log", port):
+        assert http_get(port, "/healthz").status == 200
+        assert http_get(port, "/").status == 200
+        assert http_get(port, "/mine").body == b"a view of my own"
+        assert http_get(port, "/v2").body == b"added in v2"
+
+
+# ---- other scenarios, each its own project ----------------------------------------
+
+
+def test_turning_an_option_on_adds_its_files_and_off_removes_them(
+    template: Path, tmp_path: Path
+) -> None:
+    project = copy_project(template, tmp_path / "demo-shop", with_docker=False)
+    assert not (project / "Dockerfile").exists()
+
+    on = copier_update(project, "--data", "with_docker=true")
+    assert on.returncode == 0, on.stdout + on.stderr
+    assert (project / "Dockerfile").read_text().rstrip().endswith(V2_DOCKERFILE)
+    assert (project / ".dockerignore").is_file()
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["with_docker"] is True
+    commit_all(project, "docker on")
+
+    # Off again, at the same version, after the user edited the Dockerfile:
+    # Copier deletes the option's files, edited or not (the generated README
+    # says so). The edit is not lost: the last commit has it, and the update
+    # names the file.
+    append(project / "Dockerfile", "# mine: a build note")
+    commit_all(project, "my Dockerfile note")
+    off = copier_update(project, "--data", "with_docker=false")
+    assert off.returncode == 0, off.stdout + off.stderr
+    assert not (project / "Dockerfile").exists()
+    assert not (project / ".dockerignore").exists()
+    assert "\n  Dockerfile\n" in off.stdout + off.stderr
+    assert "# mine: a build note" in git(project, "show", "HEAD:Dockerfile")
+
+
+def test_a_moved_file_keeps_the_users_edits_at_its_new_place(
+    template: Path, tmp_path: Path
+) -> None:
+    project = copy_project(template, tmp_path / "demo-shop")
+    mine = "# mine: the reports team proxies through this host"
+    nginx = project / NGINX_AT_V1
+    nginx.write_text(f"{mine}\n{nginx.read_text()}")
+    commit_all(project, "my nginx note")
+
+    result = copier_update(project)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    moved = (project / NGINX_AT_V2).read_text()
+    assert moved.startswith(mine + "\n"), "the user's edit moved with the file"
+    assert moved.rstrip().endswith(V2_NGINX_TAIL), "and the template's change merged in"
+    assert not (project / NGINX_AT_V1).exists()
+    assert marker_files(project) == [] and conflict_files(project) == []
+    # The migration ran exactly once, and merged three ways (with a real base).
+    runs = re.findall(r"^move_path: .*$", output, re.MULTILINE)
+    assert runs == [
+        f"move_path: {NGINX_AT_V1} moved to {NGINX_AT_V2}; merged your edits (three-way)"
+    ]
+
+    # Updating again (same version) must not run it again or change anything.
+    commit_all(project, "update to 2.0.0")
+    again = copier_update(project)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "move_path" not in again.stdout + again.stderr
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_conflict_rej_mode_keeps_the_users_change_in_a_rej_file(
+    template: Path, tmp_path: Path
+) -> None:
+    project = copy_project(template, tmp_path / "demo-shop")
+    edit(project / "gunicorn.conf.py", r"^timeout = .*$", USER_TIMEOUT)
+    commit_all(project, "my timeout")
+
+    result = copier_update(project, "--conflict=rej")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # As the generated README warns: the file takes the template's line and
+    # the user's change waits in the .rej file, which the update names.
+    assert V2_TIMEOUT in (project / "gunicorn.conf.py").read_text()
+    assert f"+{USER_TIMEOUT}" in (project / "gunicorn.conf.py.rej").read_text()
+    assert "\n  gunicorn.conf.py.rej\n" in result.stdout + result.stderr
+
+
+def check_update(project: Path) -> dict[str, object]:
+    """`copier check-update`, the README's first command, as data."""
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "check-update", "--output-format=json", str(project)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_check_update_sees_the_new_version_and_then_none(
+    template: Path, main_update: Updated, tmp_path: Path
+) -> None:
+    project = copy_project(template, tmp_path / "demo-shop")
+    assert check_update(project) == {
+        "update_available": True,
+        "current_version": "1.0.0",
+        "latest_version": V2,
+    }
+    assert check_update(main_update.project)["update_available"] is False
+
+
+def test_a_dirty_project_is_refused_and_nothing_is_written(template: Path, tmp_path: Path) -> None:
+    project = copy_project(template, tmp_path / "demo-shop")
+    append(project / "README.md", "Work in progress, not committed.")
+    (project / "notes.txt").write_text("untracked counts as dirty too\n")
+    before = snapshot(project)
+
+    result = copier_update(project)
+    assert result.returncode != 0
+    assert "Destination repository is dirty; cannot continue" in result.stderr
+    assert snapshot(project) == before
+
+
+# ---- the migration scripts themselves ----------------------------------------------
+
+
+def load_hook(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        name, REPO / "hooks" / "migrations" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def moved_repo(tmp_path: Path) -> Path:
+    """A committed project with OLD (user-edited) whose update deleted OLD and
+    wrote NEW, the state Copier leaves before move_path.py runs."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / ".copier-answers.yml").write_text("_commit: 1.0.0\nproject_slug: shop\n")
+    (root / "old").mkdir()
+    (root / "old" / "shop.conf").write_text("one\nmine\nthree\n")
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "before the update")
+    (root / "old" / "shop.conf").unlink()
+    (root / "new").mkdir()
+    (root / "new" / "shop.conf").write_text("one\ntheirs\nthree\n")
+    return root
+
+
+@pytest.mark.quick
+def test_move_path_merges_three_ways_and_marks_conflicts(
+    moved_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    move_path = load_hook("move_path")
+    monkeypatch.setattr(move_path, "render_base", lambda answers, rel: b"one\ntwo\nthree\n")
+    said = move_path.carry(moved_repo, "old/{project_slug}.conf", "new/{project_slug}.conf")
+    assert "with conflicts to resolve" in said
+    merged = (moved_repo / "new" / "shop.conf").read_text()
+    assert "<<<<<<< before updating\nmine\n=======\ntheirs\n>>>>>>> after updating\n" in merged
+    assert conflict_files(moved_repo) == ["new/shop.conf"]
+    # Idempotent: a second run sees the merge and leaves it alone.
+    assert "already holds a merge" in move_path.carry(moved_repo, "old/shop.conf", "new/shop.conf")
+    assert (moved_repo / "new" / "shop.conf").read_text() == merged
+
+
+@pytest.mark.quick
+def test_move_path_keeps_the_templates_file_when_the_user_had_not_edited(
+    moved_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    move_path = load_hook("move_path")
+    monkeypatch.setattr(move_path, "render_base", lambda answers, rel: b"one\nmine\nthree\n")
+    assert "you had not changed it" in move_path.carry(moved_repo, "old/shop.conf", "new/shop.conf")
+    assert (moved_repo / "new" / "shop.conf").read_text() == "one\ntheirs\nthree\n"
+
+
+@pytest.mark.quick
+def test_move_path_merges_two_ways_without_a_base(
+    moved_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bare python (no Copier to render the old version): every difference
+    # between the user's file and the template's is a conflict, none is lost.
+    move_path = load_hook("move_path")
+    monkeypatch.setattr(move_path, "render_base", lambda answers, rel: None)
+    assert "two-way" in move_path.carry(moved_repo, "old/shop.conf", "new/shop.conf")
+    assert "\nmine\n=======\ntheirs\n" in (moved_repo / "new" / "shop.conf").read_text()
+    assert conflict_files(moved_repo) == ["new/shop.conf"]
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        ("old/none.conf", "new/shop.conf", "the project had no old/none.conf"),
+        ("old/shop.conf", "new/none.conf", "the template has no new/none.conf"),
+        ("old/shop.conf", "../elsewhere.conf", "not a path inside the project"),
+    ],
+)
+def test_move_path_does_nothing_when_there_is_nothing_to_carry(
+    moved_repo: Path, old: str, new: str, said: str
+) -> None:
+    move_path = load_hook("move_path")
+    before = snapshot(moved_repo)
+    try:
+        message = move_path.carry(moved_repo, old, new)
+    except SystemExit as refused:
+        message = str(refused)
+    assert said in message
+    assert snapshot(moved_repo) == before
+
+
+@pytest.mark.quick
+def test_the_templates_migrations_point_at_real_scripts_and_paths(default_project: Path) -> None:
+    config = yaml.safe_load((REPO / "copier.yml").read_text())
+    answers = yaml.safe_load((default_project / ".copier-answers.yml").read_text())
+    for entry in config["_migrations"]:
+        command = entry["command"]
+        assert isinstance(command, list), "list form: no shell, paths with spaces work"
+        script = command[1].replace("{{ _copier_conf.src_path }}", str(REPO))
+        assert Path(script).is_file(), script
+        if "version" in entry:
+            Version(entry["version"])  # PEP 440, or Copier cannot compare it
+        if script.endswith("move_path.py"):
+            # A planned move names a path the template renders now (or, once
+            # made, its new one): a typo would make it a silent no-op.
+            old, new = (default_project / p.format_map(answers) for p in command[2:4])
+            assert old.is_file() != new.is_file(), (old, new)
