@@ -7,14 +7,14 @@ so the venv itself is shared through a cache on disk (see helpers/project_env).
 
 from __future__ import annotations
 
-import os
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers.project_env import project_venv
+from tests.helpers.project_env import project_environment, project_venv
 from tests.helpers.render import render
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,21 +32,8 @@ def venv_bin(default_project: Path) -> Path:
     return project_venv(default_project)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_env(venv_bin: Path) -> Callable[..., dict[str, str]]:
-    """An environment for running a rendered project: the shared venv first on
-    PATH, no FLASK_* or gunicorn settings inherited from the caller."""
-
-    def make(**extra: str) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("FLASK_", "GUNICORN_", "WEB_CONCURRENCY", "VIRTUAL_ENV"))
-            and k not in {"PORT", "HOST"}
-        }
-        env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env.update(extra)
-        return env
-
-    return make
+    """`run_env(**settings)`: an environment for running a rendered project
+    with the shared venv (see helpers/project_env.project_environment)."""
+    return functools.partial(project_environment, venv_bin)

@@ -34,6 +34,8 @@ CONDITIONAL_FILES = {
     ".dockerignore": "with_docker",
     "Procfile": "with_procfile",
     "deploy/nginx/demo-shop.conf": "with_nginx",
+    "deploy/nginx/include/site.conf": "with_nginx",
+    "deploy/systemd/demo-shop.service": "with_nginx",
 }
 DATABASE_FILES = [
     "demo_shop/db.py",
@@ -98,6 +100,8 @@ def test_combination_renders_clean(copie: Any, combo: dict[str, Any]) -> None:
     for name, switch in CONDITIONAL_FILES.items():
         assert (name in files) == combo[switch], f"{name} with {switch}={combo[switch]}"
     assert (".github/workflows/ci.yml" in files) == (combo["ci"] == "github")
+    container_nginx = "deploy/nginx/nginx.conf" in files
+    assert container_nginx == (combo["with_nginx"] and combo["with_docker"])
     with_db = combo["database"] != "none"
     for name in DATABASE_FILES:
         assert (name in files) == with_db, f"{name} with database={combo['database']}"

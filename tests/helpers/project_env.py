@@ -40,6 +40,21 @@ def _key(project: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def project_environment(bindir: Path, **extra: str) -> dict[str, str]:
+    """The environment for running a rendered project from the venv at `bindir`:
+    its bin/ first on PATH, and no FLASK_*/gunicorn settings inherited from the
+    caller, so each test states the settings it runs with."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FLASK_", "GUNICORN_", "WEB_CONCURRENCY", "VIRTUAL_ENV"))
+        and k not in {"PORT", "HOST"}
+    }
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env | extra
+
+
 def project_venv(project: Path) -> Path:
     """The bin/ folder of a virtualenv holding `project`'s pins and dev group."""
     target = CACHE / "venvs" / _key(project)

@@ -1,0 +1,396 @@
+"""A private nginx that runs a rendered project's config, gixy, and slow clients.
+
+The generated files are written for their real home: the project in
+/srv/<slug>, gunicorn's socket in /run/<slug>, port 80 on every interface.
+`localize` copies a rendered project and rewrites exactly those three things
+(failing loudly if one is missing, so a changed template cannot silently test
+something else), then `running_nginx` starts nginx in the foreground with its
+own prefix, pid file, logs and temp folders, listening on 127.0.0.1 only.
+
+Standard library only, besides pytest for skips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import pwd
+import re
+import select
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import venv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.helpers.project_env import CACHE
+from tests.helpers.servers import LOOPBACK, Server, http_get, start, stop
+from tests.helpers.tools import skip_or_fail
+
+# Debian's nginx package; the site file relies on the distribution's
+# nginx.conf for these, so the test wrapper includes them the same way.
+MIME_TYPES = Path("/etc/nginx/mime.types")
+TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+# gixy pins an old pyparsing, so it lives in a virtualenv of its own.
+GIXY_PIN = "gixy==0.1.21"
+
+
+def nginx_binary() -> str:
+    """nginx from PATH or /usr/sbin (not on a normal user's PATH), else skip/fail."""
+    found = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    if found is None or not MIME_TYPES.exists():
+        skip_or_fail("nginx is not installed (apt-get install nginx)")
+    return str(found)
+
+
+def short_tempdir() -> Path:
+    """A fresh folder with a short path: unix socket paths must fit 108 bytes."""
+    return Path(tempfile.mkdtemp(prefix="cf-nginx-", dir="/tmp"))  # noqa: S108
+
+
+# -- the generated config, made to run here -----------------------------------
+
+
+@dataclass
+class Site:
+    """A rendered project's nginx config, rewritten to run in `work`."""
+
+    root: Path  # the project copy, standing in for /srv/<slug>
+    prefix: Path  # nginx -p: pid file, logs, temp folders
+    port: int
+    main_conf: Path  # what `nginx -c` gets
+    access_log: Path
+    error_log: Path
+    pid_file: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pid_file = self.prefix / "nginx.pid"
+
+
+def _rewrite(text: str, slug: str, root: Path, port: int, upstream: str) -> str:
+    """Point the config at `root`, `upstream` and 127.0.0.1:`port`."""
+    text = text.replace(f"/srv/{slug}", str(root))
+    text = re.sub(
+        rf"(?m)^(\s*server\s+)(unix:/run/{re.escape(slug)}/gunicorn\.sock|web:8000)\b",
+        rf"\g<1>{upstream}",
+        text,
+    )
+    return re.sub(r"\b(listen\s+)80\b", rf"\g<1>{LOOPBACK}:{port}", text)
+
+
+def _leftovers(text: str, slug: str) -> list[str]:
+    """Active (uncommented) lines that would still reach outside the test."""
+    active = [line.split("#", 1)[0] for line in text.splitlines()]
+    return [
+        line.strip()
+        for line in active
+        if f"/srv/{slug}" in line
+        or f"/run/{slug}" in line
+        or "web:8000" in line
+        or (re.search(r"\blisten\b", line) and LOOPBACK not in line)
+    ]
+
+
+def localize(
+    project: Path, work: Path, slug: str, *, port: int, upstream: str, container: bool = False
+) -> Site:
+    """Copy `project` into `work` and rewrite its deploy/nginx files to run here.
+
+    `upstream` replaces gunicorn's address (`unix:/path.sock` or `127.0.0.1:PORT`).
+    With `container`, nginx runs the container's whole nginx.conf (plus temp
+    folders of its own); otherwise a wrapper like a distribution's nginx.conf
+    includes the host site file.
+    """
+    root = work / "app"
+    shutil.copytree(project, root, symlinks=True)
+    prefix = work / "nginx"
+    for name in TEMP_DIRS:
+        (prefix / name).mkdir(parents=True)
+    conf_dir = root / "deploy" / "nginx"
+    for conf in conf_dir.rglob("*.conf"):
+        text = _rewrite(conf.read_text(), slug, root, port, upstream)
+        assert not _leftovers(text, slug), f"{conf} not localized: {_leftovers(text, slug)}"
+        conf.write_text(text)
+
+    access_log, error_log = prefix / "access.log", prefix / "error.log"
+    temp_paths = "".join(f"    {n}_temp_path {prefix / n};\n" for n in TEMP_DIRS)
+    if container:
+        main = conf_dir / "nginx.conf"
+        text = main.read_text()
+        # The container logs to stdout; the tests also want a file to read.
+        text, found = re.subn(
+            r"(?m)^http \{\n", f"http {{\n{temp_paths}    access_log {access_log};\n", text
+        )
+        assert found == 1, "nginx.conf has no `http {` block"
+        main.write_text(text)
+    else:
+        main = prefix / "nginx.conf"
+        main.write_text(
+            "# Written by tests/helpers/nginx.py: what a distribution's nginx.conf\n"
+            "# gives the site file, with private paths.\n"
+            "worker_processes 1;\n"
+            f"error_log {error_log} info;\n"
+            "events { worker_connections 1024; }\n"
+            "http {\n"
+            f"    include {MIME_TYPES};\n"
+            "    default_type application/octet-stream;\n"
+            "    sendfile on;\n"
+            f"    access_log {access_log};\n"
+            f"{temp_paths}"
+            f"    include {conf_dir / f'{slug}.conf'};\n"
+            "}\n"
+        )
+    return Site(root, prefix, port, main, access_log, error_log)
+
+
+def nginx_command(site: Site, *extra: str) -> list[str]:
+    """nginx with the site's prefix, config and startup log; `extra` appended."""
+    globals_ = f"daemon off; pid {site.pid_file};"
+    if os.geteuid() == 0:
+        # Workers would run as `nobody`, who cannot read the test's private
+        # temp folders: run them as the user running the tests.
+        globals_ += f" user {pwd.getpwuid(os.geteuid()).pw_name};"
+    return [
+        nginx_binary(),
+        "-p",
+        f"{site.prefix}/",
+        "-c",
+        str(site.main_conf),
+        "-e",
+        str(site.error_log),
+        "-g",
+        globals_,
+        *extra,
+    ]
+
+
+def nginx_test(site: Site) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` on the localized config."""
+    return subprocess.run(
+        nginx_command(site, "-t"), capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+@contextlib.contextmanager
+def running_nginx(site: Site, host: str, deadline: float = 10) -> Iterator[Server]:
+    """nginx in the foreground, answering HTTP for `host`; stopped on exit.
+
+    Ready means any HTTP answer (a 502 too, when no gunicorn is meant to run).
+    It needs the right Host header: any other name is dropped by the catch-all
+    server, which is the point.
+    """
+    log = site.prefix / "nginx.out"
+    server = start(nginx_command(site), site.prefix, dict(os.environ), log)
+    try:
+        end = time.monotonic() + deadline
+        while True:
+            if server.process.poll() is not None:
+                raise AssertionError(f"nginx exited: {server.output()}{site.error_log.read_text()}")
+            try:
+                http_get(site.port, "/healthz", {"Host": host}, timeout=2)
+                break
+            except OSError:  # not listening yet
+                pass
+            if time.monotonic() > end:
+                raise AssertionError(f"nginx not ready in {deadline}s:\n{server.output()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        # SIGTERM is nginx's fast shutdown; stop() kills the group if it hangs.
+        stop(server, timeout=10)
+
+
+def self_signed_cert(directory: Path, name: str) -> tuple[Path, Path]:
+    """A throwaway certificate and key for `name` (openssl, valid two days)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        skip_or_fail("openssl is not installed")
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        [str(openssl), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name}"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def _uncomment(text: str, start: str) -> str:
+    """Switch on the one commented line that begins with `start`."""
+    text, found = re.subn(rf"(?m)^(\s*)# ({re.escape(start)}[^\n]*)$", r"\1\2", text)
+    assert found == 1, f"expected one commented line starting with {start!r}, found {found}"
+    return text
+
+
+def enable_tls(site: Site, slug: str, domain: str, tls_port: int, cert: Path, key: Path) -> None:
+    """Follow the TLS comments of a localized config, as a reader would: HTTPS
+    on `tls_port`, a redirect from plain HTTP, handshakes for other names refused."""
+    include = site.root / "deploy" / "nginx" / "include"
+    site_conf = include / "site.conf"
+    text = site_conf.read_text()
+    redirect = re.search(r"#\s+(server \{ listen [^;]+;.*\})", text)
+    assert redirect, "site.conf shows no redirect server"
+    plain_listen = f"    listen {LOOPBACK}:{site.port};\n"
+    assert text.count(plain_listen) == 1
+    text = text.replace(plain_listen, "")
+    for line in ("listen 443 ssl", "ssl_certificate ", "ssl_certificate_key ", "add_header Strict"):
+        text = _uncomment(text, line)
+    live = f"/etc/letsencrypt/live/{domain}"
+    text = text.replace(f"{live}/fullchain.pem", str(cert)).replace(f"{live}/privkey.pem", str(key))
+    site_conf.write_text(text.replace("listen 443", f"listen {LOOPBACK}:{tls_port}"))
+
+    catch_all = include / "catch-all.conf"
+    text = _uncomment(_uncomment(catch_all.read_text(), "listen 443 ssl"), "ssl_reject_handshake")
+    catch_all.write_text(text.replace("listen 443", f"listen {LOOPBACK}:{tls_port}"))
+
+    host_conf = site.root / "deploy" / "nginx" / f"{slug}.conf"
+    server = _rewrite(redirect.group(1), slug, site.root, site.port, "")
+    host_conf.write_text(host_conf.read_text() + f"\n{server}\n")
+    for conf in (site_conf, catch_all, host_conf):
+        left = _leftovers(conf.read_text(), slug)
+        assert not left, f"{conf} not localized: {left}"
+
+
+# -- gixy, in a cached virtualenv of its own -------------------------------------
+
+
+def gixy_binary() -> str:
+    """gixy from a virtualenv under ~/.cache/copier-flask/gixy, built once."""
+    target = CACHE / "gixy"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    marker = target / ".complete"
+    with open(target.parent / "gixy.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (marker.exists() and marker.read_text() == GIXY_PIN):
+            venv.EnvBuilder(clear=True, with_pip=True).create(target)
+            pip = [str(target / "bin" / "python"), "-m", "pip", "install", "-q"]
+            try:
+                subprocess.run([*pip, GIXY_PIN], check=True, timeout=300, capture_output=True)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                skip_or_fail(f"could not install {GIXY_PIN}: {exc}")
+            marker.write_text(GIXY_PIN)
+    return str(target / "bin" / "gixy")
+
+
+def gixy_issues(conf: Path) -> list[dict[str, str]]:
+    """gixy's findings on `conf` (with its includes), as gixy's JSON records."""
+    result = subprocess.run(
+        [gixy_binary(), "-f", "json", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # gixy skips includes it cannot find with a warning: that would hide issues.
+    assert "File not found" not in result.stderr, result.stderr
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout or "[]")
+
+
+# -- slow clients ------------------------------------------------------------------
+
+
+@dataclass
+class SlowClients:
+    """What happened to the slow connections of one `hold_slow_clients` run."""
+
+    opened: int = 0
+    # Seconds each first-generation connection lived before the server closed it.
+    cut_after: list[float] = field(default_factory=list)
+
+
+def _slow_connection(port: int, host: str) -> socket.socket:
+    sock = socket.create_connection((LOOPBACK, port), timeout=2)
+    # A request line and a Host header, then never the blank line that ends it.
+    sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n".encode())
+    sock.setblocking(False)
+    return sock
+
+
+def hold_slow_clients(
+    port: int, host: str, count: int, seconds: float, interval: float = 2.0
+) -> SlowClients:
+    """Keep `count` slowloris connections open for `seconds`, one header line
+    per connection every `interval` s; replace those the server closes."""
+    stats = SlowClients()
+    started: dict[socket.socket, float | None] = {}
+    for _ in range(count):
+        started[_slow_connection(port, host)] = time.monotonic()
+        stats.opened += 1
+    end = time.monotonic() + seconds
+    next_line = time.monotonic() + interval
+    try:
+        while (now := time.monotonic()) < end:
+            readable, _, _ = select.select(list(started), [], [], min(0.25, end - now))
+            for sock in readable:  # the server answered or closed: either way, cut off
+                with contextlib.suppress(OSError):
+                    sock.recv(4096)
+                born = started.pop(sock)
+                if born is not None:
+                    stats.cut_after.append(time.monotonic() - born)
+                sock.close()
+                with contextlib.suppress(OSError):
+                    started[_slow_connection(port, host)] = None  # a replacement
+                    stats.opened += 1
+            if time.monotonic() >= next_line:
+                next_line += interval
+                for sock in list(started):
+                    with contextlib.suppress(OSError):
+                        sock.send(b"X-Slow: 1\r\n")
+    finally:
+        for sock in started:
+            sock.close()
+    return stats
+
+
+@dataclass
+class Samples:
+    """Normal requests made while slow clients were connected."""
+
+    latencies: list[float] = field(default_factory=list)  # seconds, answered ones
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.latencies) + self.failed
+
+    def percentile(self, p: float) -> float:
+        """The p-th percentile latency (nearest rank), inf when none answered."""
+        if not self.latencies:
+            return float("inf")
+        ordered = sorted(self.latencies)
+        return ordered[max(1, math.ceil(len(ordered) * p / 100)) - 1]
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.latencies)}/{self.total} answered, "
+            f"p50 {self.percentile(50) * 1000:.1f} ms, p99 {self.percentile(99) * 1000:.1f} ms"
+        )
+
+
+def sample_requests(
+    port: int, host: str, seconds: float, timeout: float = 2.0, pause: float = 0.05
+) -> Samples:
+    """GET /healthz over fresh connections for `seconds` (at most 1000 requests);
+    a request counts as answered only with a 200 within `timeout`."""
+    samples = Samples()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and samples.total < 1000:
+        began = time.monotonic()
+        try:
+            ok = http_get(port, "/healthz", {"Host": host}, timeout=timeout).status == 200
+        except OSError:  # refused, reset or timed out
+            ok = False
+        if ok:
+            samples.latencies.append(time.monotonic() - began)
+        else:
+            samples.failed += 1
+        time.sleep(pause)
+    return samples
