@@ -1,0 +1,99 @@
+"""Misbehaving routes for resilience tests, and a look at gunicorn's processes.
+
+The template stays clean: `chaos_copy` copies a rendered project and adds two
+files to the copy only, a blueprint of routes that sleep, crash or set a
+session cookie, and `chaos_wsgi.py`, which builds the project's own app with
+`create_app()` and registers that blueprint on it. gunicorn then serves
+`chaos_wsgi:app` with the project's unchanged gunicorn.conf.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+#: Raised by /_chaos/crash; a response that contains it leaked the exception.
+CRASH_MARKER = "chaos-secret-4f1d2c"
+
+ROUTES = f'''"""Routes that misbehave on purpose (added by the template's tests only)."""
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+from flask import Blueprint, request, session
+
+bp = Blueprint("chaos", __name__, url_prefix="/_chaos")
+
+
+@bp.get("/sleep")
+def sleep():
+    # CHAOS_MARKS: a folder where each request leaves a file as it starts, so a
+    # test can wait until its requests are really in flight.
+    if os.environ.get("CHAOS_MARKS"):
+        Path(os.environ["CHAOS_MARKS"], uuid.uuid4().hex).touch()
+    seconds = float(request.args.get("s", "0.05"))
+    time.sleep(seconds)
+    return {{"slept": seconds, "pid": os.getpid()}}
+
+
+@bp.get("/crash")
+def crash():
+    raise RuntimeError("{CRASH_MARKER}: the database password is hunter2")
+
+
+@bp.get("/session")
+def set_session():
+    session["seen"] = True
+    return {{"pid": os.getpid()}}
+'''
+
+WSGI = """from chaos_routes import bp
+from {package} import create_app
+
+app = create_app()
+app.register_blueprint(bp)
+"""
+
+
+def chaos_copy(project: Path, destination: Path, package: str = "demo_shop") -> Path:
+    """A copy of `project` at `destination` that also serves the /_chaos routes."""
+    shutil.copytree(project, destination)
+    (destination / "chaos_routes.py").write_text(ROUTES)
+    (destination / "chaos_wsgi.py").write_text(WSGI.format(package=package))
+    return destination
+
+
+def worker_pids(master: int) -> set[int]:
+    """The PIDs of the master's child processes (gunicorn's workers), from /proc."""
+    pids: set[int] = set()
+    try:
+        tasks = list(Path(f"/proc/{master}/task").iterdir())
+    except OSError:  # the master is gone
+        return pids
+    for task in tasks:
+        try:
+            pids.update(int(pid) for pid in (task / "children").read_text().split())
+        except OSError:  # a thread that ended meanwhile
+            continue
+    return pids
+
+
+def wait_for_workers(
+    master: int, until: Callable[[set[int]], bool], what: str, deadline: float = 15
+) -> set[int]:
+    """Poll the master's workers every 10 ms until `until(pids)` holds; return them.
+
+    Raises AssertionError naming `what` and the PIDs last seen after `deadline` s.
+    """
+    end = time.monotonic() + deadline
+    while True:
+        pids = worker_pids(master)
+        if until(pids):
+            return pids
+        if time.monotonic() > end:
+            raise AssertionError(f"no {what} within {deadline}s; workers: {sorted(pids)}")
+        time.sleep(0.01)

@@ -1,0 +1,123 @@
+"""The generated serving stack, started for resilience and safety tests.
+
+`gunicorn_stack` runs gunicorn alone on a loopback port; `nginx_stack` runs
+the project's own nginx config (tests/helpers/nginx.py makes it run here) in
+front of gunicorn on a unix socket, the way a host deploys it. Both serve the
+project with its generated gunicorn.conf.py and stop every process by its PID.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.helpers.chaos import wait_for_workers
+from tests.helpers.load import Load
+from tests.helpers.project_env import project_environment
+from tests.helpers.servers import LOOPBACK, Server, free_port, start, stop, unix_http_get, wait_http
+
+SECRET = "s" * 64
+
+
+@dataclass
+class Stack:
+    """A running gunicorn (maybe behind nginx); requests go to 127.0.0.1:`port`."""
+
+    gunicorn: Server
+    port: int
+    host: str | None = None  # the Host header nginx serves; None for gunicorn alone
+    stderr: Path | None = None  # gunicorn's stderr, when kept apart from stdout
+
+    @property
+    def master(self) -> int:
+        return self.gunicorn.pid
+
+    def workers(self, count: int) -> set[int]:
+        """The worker PIDs, once there are `count` of them."""
+        return wait_for_workers(self.master, lambda pids: len(pids) == count, f"{count} workers")
+
+    def load(self, path: str = "/healthz", **kwargs: Any) -> Load:
+        return Load(self.port, path, host=self.host, **kwargs)
+
+
+def project_env(venv_bin: Path, **settings: str) -> dict[str, str]:
+    """Production settings (a secret, no debug) plus `settings`, with the shared venv."""
+    return project_environment(venv_bin, FLASK_SECRET_KEY=SECRET, **settings)
+
+
+@contextmanager
+def gunicorn_stack(
+    command: list[str], project: Path, env: Mapping[str, str], logs: Path, split: bool = False
+) -> Iterator[Stack]:
+    """gunicorn alone on a free loopback port. With `split`, stderr goes to its
+    own file (`stack.stderr`) instead of joining stdout in `stack.gunicorn.log`."""
+    port = free_port()
+    env = {**env, "PORT": str(port), "HOST": LOOPBACK}
+    logs.mkdir(parents=True, exist_ok=True)
+    if split:
+        out, err = logs / f"gunicorn-{port}.out", logs / f"gunicorn-{port}.err"
+        with open(out, "wb") as stdout, open(err, "wb") as stderr:
+            process = subprocess.Popen(
+                command,
+                cwd=project,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        server = Server(process, out)
+    else:
+        server, err = start(command, project, env, logs / f"gunicorn-{port}.log"), None
+    try:
+        wait_http(server, port)
+        yield Stack(server, port, stderr=err)
+    finally:
+        stop(server)
+
+
+@contextmanager
+def nginx_stack(
+    command: list[str], project: Path, env: Mapping[str, str], work: Path
+) -> Iterator[Stack]:
+    """The project's nginx config in front of gunicorn on a unix socket."""
+    from tests.helpers.nginx import localize, running_nginx, short_tempdir
+
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    sockets = short_tempdir()
+    sock = sockets / "gunicorn.sock"
+    site = localize(
+        project, work, answers["project_slug"], port=free_port(), upstream=f"unix:{sock}"
+    )
+    server = start(
+        command, site.root, {**env, "GUNICORN_BIND": f"unix:{sock}"}, work / "gunicorn.log"
+    )
+    try:
+        wait_for_unix_socket(server, sock)
+        with running_nginx(site, answers["domain"]):
+            yield Stack(server, site.port, answers["domain"])
+    finally:
+        stop(server)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def wait_for_unix_socket(server: Server, sock: Path, deadline: float = 20) -> None:
+    """Poll until gunicorn answers /healthz on `sock` (or exits, or time runs out)."""
+    end = time.monotonic() + deadline
+    while True:
+        assert server.process.poll() is None, f"gunicorn exited:\n{server.output()}"
+        try:
+            if unix_http_get(sock, "/healthz", timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < end, f"gunicorn not ready on {sock}:\n{server.output()}"
+        time.sleep(0.1)
