@@ -37,6 +37,10 @@ def test_gunicorn_serves_with_the_generated_config(
     env = run_env(FLASK_SECRET_KEY=SECRET, PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="3")
     with running(GUNICORN, default_project, env, tmp_path / "gunicorn.log", port) as server:
         assert_serves(port)
+        # Workers boot one after another: give the last one a moment.
+        deadline = time.monotonic() + 10
+        while server.output().count("Booting worker") < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
         log = server.output()
     assert server.process.returncode == 0, "SIGTERM is a clean, graceful stop"
     assert "Using worker: gthread" in log

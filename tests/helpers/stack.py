@@ -50,7 +50,7 @@ class Stack:
 
 def project_env(venv_bin: Path, **settings: str) -> dict[str, str]:
     """Production settings (a secret, no debug) plus `settings`, with the shared venv."""
-    return project_environment(venv_bin, FLASK_SECRET_KEY=SECRET, **settings)
+    return project_environment(venv_bin, **({"FLASK_SECRET_KEY": SECRET} | settings))
 
 
 @contextmanager
