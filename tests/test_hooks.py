@@ -14,9 +14,13 @@ WRITE_DOTENV = REPO / "hooks" / "write_dotenv.py"
 pytestmark = pytest.mark.quick
 
 
-def run_hook(cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_hook(cwd: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(WRITE_DOTENV)], cwd=cwd, capture_output=True, text=True, timeout=30
+        [sys.executable, str(WRITE_DOTENV), *flags],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -29,6 +33,18 @@ def test_write_dotenv_creates_once_and_then_keeps_it(tmp_path: Path) -> None:
     assert again.returncode == 0
     assert "Kept" in again.stdout
     assert (tmp_path / ".env").read_text() == written
+
+
+def test_write_dotenv_adds_a_database_password_when_asked(tmp_path: Path) -> None:
+    plain, with_db = tmp_path / "plain", tmp_path / "db"
+    plain.mkdir()
+    with_db.mkdir()
+    assert run_hook(plain).returncode == 0
+    assert run_hook(with_db, "--postgres").returncode == 0
+    assert "POSTGRES_PASSWORD" not in (plain / ".env").read_text()
+    password = (with_db / ".env").read_text().split("POSTGRES_PASSWORD=")[1].strip()
+    assert len(password) >= 32
+    assert (with_db / ".env").stat().st_mode & 0o777 == 0o600
 
 
 def test_write_dotenv_never_overwrites_the_users_file(tmp_path: Path) -> None:

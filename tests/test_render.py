@@ -17,10 +17,13 @@ from tests.helpers.tools import require_tool
 pytestmark = pytest.mark.quick
 
 DATABASES = ("none", "sqlite", "postgresql")
+SERVERS = ("gunicorn", "granian")
 # Every combination of the switches and CI (16), the database cycling through
-# its three values, so each database meets both states of every switch.
+# its three values and the server through its two, so each meets both states
+# of every switch.
 COMBINATIONS = [
-    dict(zip(SWITCHES, values, strict=True)) | {"ci": ci, "database": DATABASES[i % 3]}
+    dict(zip(SWITCHES, values, strict=True))
+    | {"ci": ci, "database": DATABASES[i % 3], "server": SERVERS[(i // 2) % 2]}
     for i, (values, ci) in enumerate(
         itertools.product(
             itertools.product([True, False], repeat=len(SWITCHES)), ("github", "none")
@@ -32,6 +35,7 @@ COMBINATIONS = [
 CONDITIONAL_FILES = {
     "Dockerfile": "with_docker",
     ".dockerignore": "with_docker",
+    "compose.yaml": "with_docker",
     "Procfile": "with_procfile",
     "deploy/nginx/demo-shop.conf": "with_nginx",
     "deploy/nginx/include/site.conf": "with_nginx",
@@ -52,7 +56,6 @@ ALWAYS = [
     ".env.example",
     ".gitignore",
     "README.md",
-    "gunicorn.conf.py",
     "pyproject.toml",
     "requirements.txt",
     "wsgi.py",
@@ -66,7 +69,7 @@ ALWAYS = [
 
 def combo_id(combo: dict[str, Any]) -> str:
     on = [k.removeprefix("with_") for k in SWITCHES if combo[k]]
-    return "+".join(on or ["bare"]) + f"-ci:{combo['ci']}-db:{combo['database']}"
+    return "+".join(on or ["bare"]) + f"-ci:{combo['ci']}-db:{combo['database']}-{combo['server']}"
 
 
 def calls_app_run(path: Path) -> bool:
@@ -102,6 +105,8 @@ def test_combination_renders_clean(copie: Any, combo: dict[str, Any]) -> None:
     assert (".github/workflows/ci.yml" in files) == (combo["ci"] == "github")
     container_nginx = "deploy/nginx/nginx.conf" in files
     assert container_nginx == (combo["with_nginx"] and combo["with_docker"])
+    assert ("gunicorn.conf.py" in files) == (combo["server"] == "gunicorn")
+    assert ("run_granian.py" in files) == (combo["server"] == "granian")
     with_db = combo["database"] != "none"
     for name in DATABASE_FILES:
         assert (name in files) == with_db, f"{name} with database={combo['database']}"

@@ -19,15 +19,17 @@ pytestmark = pytest.mark.quick
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTIONS = yaml.safe_load((REPO / "copier.yml").read_text())
-# Python code varies with the database answer (models, migrations, db.py); the
-# switches only add non-Python files. Each database is rendered with every
-# switch on and with every switch off.
+# Python code varies with the database answer (models, migrations, db.py) and
+# the server (gunicorn.conf.py or run_granian.py); the switches only add
+# non-Python files. Each database is rendered with every switch on (gunicorn)
+# and with every switch off (granian).
 DATABASES = list(QUESTIONS["database"]["choices"].values())
 VARIANTS = {
     f"{database}-{'all' if on else 'bare'}": {
         **dict.fromkeys(SWITCHES, on),
         "ci": "github" if on else "none",
         "database": database,
+        "server": "gunicorn" if on else "granian",
     }
     for database in DATABASES
     for on in (True, False)
@@ -82,7 +84,10 @@ def test_pip_audit_finds_no_known_vulnerability_in_the_pins(
         {
             line.split(";")[0].strip()
             for database in DATABASES
-            for line in (render(copie_session, database=database) / "requirements.txt")
+            for server in ("gunicorn", "granian")
+            for line in (
+                render(copie_session, database=database, server=server) / "requirements.txt"
+            )
             .read_text()
             .splitlines()
             if line.strip() and not line.startswith("#")

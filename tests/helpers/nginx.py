@@ -78,7 +78,7 @@ def _rewrite(text: str, slug: str, root: Path, port: int, upstream: str) -> str:
     """Point the config at `root`, `upstream` and 127.0.0.1:`port`."""
     text = text.replace(f"/srv/{slug}", str(root))
     text = re.sub(
-        rf"(?m)^(\s*server\s+)(unix:/run/{re.escape(slug)}/gunicorn\.sock|web:8000)\b",
+        rf"(?m)^(\s*server\s+)(unix:/run/{re.escape(slug)}/(?:gunicorn|granian)\.sock|web:8000)\b",
         rf"\g<1>{upstream}",
         text,
     )

@@ -97,9 +97,9 @@ def nginx_stack(
     site = localize(
         project, work, answers["project_slug"], port=free_port(), upstream=f"unix:{sock}"
     )
-    server = start(
-        command, site.root, {**env, "GUNICORN_BIND": f"unix:{sock}"}, work / "gunicorn.log"
-    )
+    # The socket, in the variable whichever server the project runs reads.
+    bind = {"GUNICORN_BIND": f"unix:{sock}", "GRANIAN_UDS": str(sock)}
+    server = start(command, site.root, {**env, **bind}, work / "gunicorn.log")
     try:
         wait_for_unix_socket(server, sock)
         with running_nginx(site, answers["domain"]):

@@ -1,0 +1,196 @@
+"""Images of rendered projects, built with podman and shared by the container,
+compose and Kubernetes tests.
+
+Builds go through the persistent layer cache of tests/helpers/containers.py, so
+a warm build of an unchanged project takes seconds. Tests run what a build
+produced by its image id, never by a tag: tags are shared by every test run on
+the machine, ids cannot change under a running test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.helpers.containers import (
+    DEBIAN_SUITE,
+    _file_lock,
+    base_image_key,
+    ca_bundle_volume,
+    cache_root,
+    ensure_base_image,
+    podman_available,
+    run_podman,
+)
+from tests.helpers.tools import skip_or_fail
+
+#: Where built project images are tagged (for people looking at the storage).
+IMAGE_REPO = "localhost/copier-flask-test"
+
+#: The build step lines of `podman build` output: "[2/2] STEP 9/14: COPY ...".
+STEP = re.compile(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: (?P<instruction>.*)$")
+
+#: A stand-in for the official nginx image (no registry is reachable here):
+#: Debian's nginx on the same base, started the way nginx:*-alpine starts.
+NGINX_DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN apt-get update \\
+    && apt-get install -y --no-install-recommends nginx-light wget \\
+    && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/* \\
+    && ln -sf /dev/stdout /var/log/nginx/access.log \\
+    && ln -sf /dev/stderr /var/log/nginx/error.log
+EXPOSE 80
+STOPSIGNAL SIGQUIT
+CMD ["nginx", "-g", "daemon off;"]
+"""
+
+
+def require_podman() -> None:
+    """Skip when podman cannot run containers here; fail instead under CI=true."""
+    reason = podman_available()
+    if reason is not None:
+        skip_or_fail(f"podman is unusable: {reason}")
+
+
+@dataclass
+class Build:
+    """One `podman build`: the image id, its context, its log and how long it took."""
+
+    image: str
+    tag: str
+    context: Path
+    output: str
+    seconds: float
+
+    def steps(self) -> list[tuple[str, bool]]:
+        """(instruction, came from the layer cache) for every build step."""
+        steps: list[tuple[str, bool]] = []
+        for line in self.output.splitlines():
+            match = STEP.match(line)
+            if match:
+                steps.append((match["instruction"], False))
+            elif line.startswith("--> Using cache") and steps:
+                steps[-1] = (steps[-1][0], True)
+        return steps
+
+
+def build_project_image(
+    env: Mapping[str, str], project: Path, name: str, *build_args: str
+) -> Build:
+    """Build `project`'s Dockerfile the way a user would, on the local base image.
+
+    `--format docker` keeps the HEALTHCHECK; the CA bundle is mounted so pip
+    reaches PyPI (see containers.py); `build_args` are extra NAME=VALUE pairs.
+    """
+    tag = f"{IMAGE_REPO}:{name}"
+    iidfile = project.parent / f".iid-{name}-{uuid.uuid4().hex[:8]}"
+    args = ["--build-arg", f"PYTHON_IMAGE={ensure_base_image(env)}"]
+    for pair in build_args:
+        args += ["--build-arg", pair]
+    started = time.monotonic()
+    proc = run_podman(
+        env,
+        "build",
+        "--format",
+        "docker",
+        *args,
+        "-v",
+        ca_bundle_volume(),
+        "--iidfile",
+        str(iidfile),
+        "-t",
+        tag,
+        str(project),
+        timeout=900,
+    )
+    seconds = time.monotonic() - started
+    image = iidfile.read_text().strip()
+    iidfile.unlink()
+    output = proc.stdout + proc.stderr
+    return Build(image=image, tag=tag, context=project, output=output, seconds=seconds)
+
+
+def ensure_nginx_image(env: Mapping[str, str]) -> str:
+    """A local nginx image that behaves like the official one; its reference.
+
+    Built once per storage (apt from the base image's Debian mirror, about
+    15 s), then reused; a file lock keeps pytest-xdist workers from racing.
+    """
+    ref = f"localhost/copier-flask-nginx:{DEBIAN_SUITE}-{base_image_key()}"
+    if run_podman(env, "image", "exists", ref, check=False).returncode == 0:
+        return ref
+    with _file_lock(cache_root() / "nginx-image.lock"):
+        if run_podman(env, "image", "exists", ref, check=False).returncode == 0:
+            return ref
+        context = Path(env["TMPDIR"]) / f"nginx-image-{uuid.uuid4().hex[:8]}"
+        context.mkdir(parents=True)
+        (context / "Dockerfile").write_text(NGINX_DOCKERFILE)
+        run_podman(
+            env,
+            "build",
+            "--format",
+            "docker",
+            "--build-arg",
+            f"BASE_IMAGE={ensure_base_image(env)}",
+            "-t",
+            ref,
+            str(context),
+            timeout=900,
+        )
+    return ref
+
+
+def image_megabytes(env: Mapping[str, str], ref: str) -> float:
+    """The image's size on disk (all its layers), in MB."""
+    size = run_podman(env, "image", "inspect", "--format", "{{.Size}}", ref).stdout
+    return int(size.strip()) / 1e6
+
+
+def container_state(env: Mapping[str, str], name: str) -> tuple[str, int]:
+    """(status, exit code) of a container."""
+    out = run_podman(
+        env, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name
+    ).stdout.split()
+    return out[0], int(out[1])
+
+
+def wait_for_exit(env: Mapping[str, str], name: str, timeout: float) -> int:
+    """Wait until the container has stopped; return its exit code.
+
+    Polls `podman inspect`: podman 4.3's `podman wait` only notices an exit
+    about 20 s late when no systemd is running.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        status, code = container_state(env, name)
+        if status in {"exited", "stopped"}:
+            return code
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"container {name} still {status} after {timeout} s")
+        time.sleep(0.2)
+
+
+def logs(env: Mapping[str, str], name: str) -> str:
+    """Everything the container wrote (stdout and stderr)."""
+    proc = run_podman(env, "logs", name, check=False)
+    return proc.stdout + proc.stderr
+
+
+@contextlib.contextmanager
+def container(env: Mapping[str, str], image: str, *run_args: str) -> Iterator[str]:
+    """`podman run -d` with `run_args` (options, then an optional command after
+    the image); yield its name; remove it afterwards, whatever happened."""
+    name = f"copier-flask-test-{uuid.uuid4().hex[:12]}"
+    split = run_args.index("--") if "--" in run_args else len(run_args)
+    options, command = list(run_args[:split]), list(run_args[split + 1 :])
+    try:
+        run_podman(env, "run", "-d", "--name", name, *options, image, *command, timeout=120)
+        yield name
+    finally:
+        run_podman(env, "rm", "--force", "--time", "5", name, check=False, timeout=120)

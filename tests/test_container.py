@@ -1,0 +1,341 @@
+"""The generated Dockerfile: linted, then built and run for real with podman.
+
+Quick tests read the rendered Dockerfile; container tests build each image
+variant once per module (warm builds come from the layer cache in seconds) and
+run it on a loopback port. Figures (sizes, rebuild time, stop time) are printed
+as FIGURE lines: see them with `pytest -rP` or `-s`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.containers import ensure_base_image, free_port, podman_env, run_podman
+from tests.helpers.containers import wait_for_http as http_get
+from tests.helpers.images import (
+    Build,
+    build_project_image,
+    container,
+    image_megabytes,
+    logs,
+    require_podman,
+    wait_for_exit,
+)
+from tests.helpers.render import RUNNING_PYTHON, render
+from tests.helpers.tools import require_tool
+
+SECRET = "s" * 64
+APP_UID = "10001"
+REASON = "FLASK_SECRET_KEY must be set: production refuses to start without it"
+
+# The image variants the container tests build: the Dockerfile differs with
+# the database (migrations, instance folder); with_nginx must not matter.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "sqlite": {"database": "sqlite"},
+    "postgresql": {"database": "postgresql"},
+    "no-nginx": {"with_nginx": False},
+    "granian": {"server": "granian"},
+}
+# What each variant needs in its environment to start in production mode.
+RUN_ENV: dict[str, dict[str, str]] = {
+    "postgresql": {"DATABASE_URL": "postgresql://app:x@127.0.0.1:1/app"},
+}
+
+
+def figure(text: str) -> None:
+    print(f"FIGURE {text}")
+
+
+# ------------------------------------------------------------ quick, static --
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {},
+        {"database": "sqlite"},
+        {"database": "postgresql"},
+        {"python_version": "3.14", "package_name": "shop"},
+        {"server": "granian"},
+    ],
+    ids=["default", "sqlite", "postgresql", "py3.14", "granian"],
+)
+def test_hadolint_finds_nothing(copie: Any, answers: dict[str, Any]) -> None:
+    project = render(copie, **answers)
+    hadolint = require_tool("hadolint")
+    result = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "warning", "Dockerfile"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Not even info-level notes today; keep it that way.
+    assert result.stdout.strip() == "", result.stdout
+
+
+def instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per line, continuation lines joined, no comments."""
+    joined = re.sub(r"\\\n(\s*#.*\n)*", " ", dockerfile)
+    result = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+@pytest.mark.quick
+def test_dockerfile_shape(default_project: Path) -> None:
+    text = (default_project / "Dockerfile").read_text()
+    steps = instructions(text)
+    keywords = [k for k, _ in steps]
+
+    # A slim base from a build argument, pinned to the project's Python, and
+    # the same base for both stages (the virtualenv points at its Python).
+    assert steps[0] == ("ARG", f"PYTHON_IMAGE=python:{RUNNING_PYTHON}-slim-trixie")
+    froms = [rest for k, rest in steps if k == "FROM"]
+    assert froms == ["${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE}"]
+    # No python path is hard-coded: the base decides where its python lives.
+    assert not re.search(r"/usr(/local)?/bin/python", text)
+
+    # Dependencies before code, so a code change keeps the dependency layer.
+    final = [i for i, k in enumerate(keywords) if k == "FROM"][1]
+    pip = next(i for i, (k, r) in enumerate(steps) if k == "RUN" and "-m pip " in r)
+    copies = [i for i, (k, r) in enumerate(steps) if k == "COPY" and "requirements" not in r]
+    assert pip < final < min(copies)
+    assert ("COPY", "requirements.txt /tmp/requirements.txt") in steps[:pip]
+    # Only what runs reaches the final image.
+    copied = " ".join(r for k, r in steps[final:] if k == "COPY")
+    assert "tests" not in copied and ". ." not in copied
+
+    # A numeric non-root user (runAsNonRoot can only check a number).
+    user = [r for k, r in steps if k == "USER"]
+    assert user == ["${APP_UID}:${APP_GID}"]
+    assert ("ARG", f"APP_UID={APP_UID}") in steps
+    env = " ".join(r for k, r in steps if k == "ENV")
+    assert "PYTHONDONTWRITEBYTECODE=1" in env and "PYTHONUNBUFFERED=1" in env
+
+    # A health check without curl, an exec-form CMD with the generated config.
+    healthcheck = next(r for k, r in steps if k == "HEALTHCHECK")
+    assert "urllib.request" in healthcheck and "/healthz" in healthcheck
+    assert "curl" not in healthcheck and "wget" not in healthcheck
+    cmd = next(r for k, r in steps if k == "CMD")
+    assert json.loads(cmd) == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+    assert ("EXPOSE", "8000") in steps
+
+
+@pytest.mark.quick
+def test_dockerignore_keeps_secrets_and_clutter_out(default_project: Path) -> None:
+    patterns = {
+        line.strip()
+        for line in (default_project / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for pattern in (".env", ".env.*", ".git/", ".venv/", "__pycache__/", "instance/", "*.pem"):
+        assert pattern in patterns, pattern
+    assert "!.env.example" in patterns
+
+
+# ------------------------------------------------------ built and run live --
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    require_podman()
+    return podman_env(tmp_path_factory.mktemp("podman"))
+
+
+@pytest.fixture(scope="module")
+def image_of(podman: dict[str, str], copie_session: Any) -> Callable[[str], Build]:
+    """variant name -> its Build, each rendered and built once per module (and
+    only once podman is known to work)."""
+    builds: dict[str, Build] = {}
+
+    def get(variant: str) -> Build:
+        if variant not in builds:
+            project = render(copie_session, **VARIANTS[variant])
+            builds[variant] = build_project_image(podman, project, variant)
+        return builds[variant]
+
+    return get
+
+
+# A route that takes its time, added to the test's own copy of the project
+# (the template has none): the request in flight when the container stops.
+SLOW_ROUTE = """
+
+@bp.get("/slow")
+def slow() -> dict[str, float]:
+    import time
+
+    from flask import request
+
+    seconds = float(request.args.get("seconds", "3"))
+    time.sleep(seconds)
+    return {"slept": seconds}
+"""
+
+
+@pytest.fixture(scope="module")
+def touched_build(
+    podman: dict[str, str],
+    image_of: Callable[[str], Build],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Build:
+    """The default project after a change to its code only, rebuilt right
+    after the default image."""
+    project = tmp_path_factory.mktemp("touched") / "project"
+    shutil.copytree(image_of("default").context, project)
+    views = project / "demo_shop" / "views.py"
+    # A fresh comment on every run, so the layer cache can never hold this
+    # change already (it would from an earlier run).
+    stamp = f"\n# touched by the container tests: {uuid.uuid4().hex}\n"
+    views.write_text(views.read_text() + SLOW_ROUTE + stamp)
+    return build_project_image(podman, project, "touched")
+
+
+@pytest.mark.container
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_image_serves_healthz_as_non_root(
+    podman: dict[str, str], image_of: Callable[[str], Build], variant: str
+) -> None:
+    image = image_of(variant).image
+    # --format docker kept the HEALTHCHECK, and the user is numeric.
+    inspect = run_podman(
+        podman, "image", "inspect", "--format", "{{.User}}|{{json .HealthCheck}}", image
+    ).stdout
+    user, healthcheck = inspect.strip().split("|", 1)
+    assert user == f"{APP_UID}:{APP_UID}"
+    assert "urllib" in " ".join(json.loads(healthcheck)["Test"])
+
+    port = free_port()
+    env_args = [
+        f"--env={k}={v}"
+        for k, v in {"FLASK_SECRET_KEY": SECRET, **RUN_ENV.get(variant, {})}.items()
+    ]
+    with container(podman, image, "-p", f"127.0.0.1:{port}:8000", *env_args) as name:
+        status, body = http_get(f"http://127.0.0.1:{port}/healthz", timeout=30)
+        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        uid = run_podman(podman, "exec", name, "id", "-u").stdout.strip()
+        assert uid == APP_UID, "the app must not run as root"
+        # No systemd here: health checks only run when asked to.
+        check = run_podman(podman, "healthcheck", "run", name, check=False, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+        if variant == "sqlite":
+            # Migrations run as the app's user into the instance folder.
+            run_podman(podman, "exec", name, "flask", "db", "upgrade", timeout=60)
+            status, body = http_get(f"http://127.0.0.1:{port}/readyz")
+            assert status == 200, body
+        if variant == "postgresql":
+            # No database at that address: alive, but not ready.
+            status, _ = http_get(f"http://127.0.0.1:{port}/readyz")
+            assert status == 503
+
+
+@pytest.mark.container
+def test_final_image_holds_only_what_runs(
+    podman: dict[str, str], image_of: Callable[[str], Build]
+) -> None:
+    build = image_of("default")
+    with container(podman, build.image, f"--env=FLASK_SECRET_KEY={SECRET}") as name:
+        listing = run_podman(
+            podman,
+            "exec",
+            "--user=0",  # root may look everywhere, /root/.cache included
+            name,
+            "sh",
+            "-c",
+            "ls -A /app; echo ---; ls /venv/bin; echo ---;"
+            " command -v gcc cc make curl || true; ls -d /root/.cache 2>/dev/null || true",
+            timeout=60,
+        ).stdout.split("---")
+    app, venv_bin, tools = (part.split() for part in listing)
+    assert sorted(app) == ["demo_shop", "gunicorn.conf.py", "wsgi.py"]
+    assert "pip" not in venv_bin and "gunicorn" in venv_bin
+    assert tools == [], f"build tools or caches in the final image: {tools}"
+
+    base = image_megabytes(podman, ensure_base_image(podman))
+    final = image_megabytes(podman, build.image)
+    figure(f"image size: base {base:.1f} MB, final {final:.1f} MB (+{final - base:.1f} MB)")
+    assert final - base < 40, "the app and its dependencies should add tens of MB at most"
+
+
+@pytest.mark.container
+@pytest.mark.parametrize("variant", ["default", "granian"])
+def test_app_that_cannot_start_stops_the_container_with_its_reason(
+    podman: dict[str, str], image_of: Callable[[str], Build], variant: str
+) -> None:
+    with container(podman, image_of(variant).image) as name:  # no FLASK_SECRET_KEY
+        code = wait_for_exit(podman, name, timeout=30)
+        output = logs(podman, name)
+    assert code != 0, output
+    lines = [line for line in output.splitlines() if REASON in line]
+    assert lines and all(line.startswith("FLASK_SECRET_KEY") for line in lines), output
+    assert output.count("Booting worker") <= 4, "no restart loop"
+
+
+@pytest.mark.container
+def test_code_change_reuses_the_dependency_layer(touched_build: Build) -> None:
+    steps = touched_build.steps()
+    pip = [cached for step, cached in steps if step.startswith("RUN") and "-m pip " in step]
+    code = [cached for step, cached in steps if step.startswith("COPY demo_shop")]
+    assert pip == [True], "the pip install step must come from the cache\n" + touched_build.output
+    assert code == [False], "the changed code must be copied again\n" + touched_build.output
+    figure(f"rebuild after a code change: {touched_build.seconds:.1f} s (dependencies cached)")
+
+
+@pytest.mark.container
+def test_sigterm_lets_the_request_in_flight_finish(
+    podman: dict[str, str], touched_build: Build
+) -> None:
+    port = free_port()
+    answer: dict[str, Any] = {}
+
+    def slow_request() -> None:
+        try:
+            answer["reply"] = http_get(f"http://127.0.0.1:{port}/slow?seconds=3", timeout=20)
+        except Exception as exc:  # reported by the assertion below
+            answer["reply"] = exc
+
+    with container(
+        podman,
+        touched_build.image,
+        "-p",
+        f"127.0.0.1:{port}:8000",
+        f"--env=FLASK_SECRET_KEY={SECRET}",
+    ) as name:
+        http_get(f"http://127.0.0.1:{port}/healthz", timeout=30)
+        client = threading.Thread(target=slow_request)
+        client.start()
+        time.sleep(1)  # the request is in the worker now
+        started = time.monotonic()
+        # podman stop sends the image's STOPSIGNAL (SIGTERM) and waits up to
+        # -t seconds before SIGKILL: above gunicorn's graceful_timeout (30 s).
+        run_podman(podman, "stop", "--time", "40", name, timeout=60)
+        stopped = time.monotonic() - started
+        client.join(timeout=20)
+        code = wait_for_exit(podman, name, timeout=10)
+        output = logs(podman, name)
+
+    assert answer.get("reply") == (200, b'{"slept":3.0}\n'), answer
+    assert code == 0, output
+    assert "Handling signal: term" in output
+    assert 1 < stopped < 30, "gunicorn waits for the request, and no longer than graceful_timeout"
+    figure(f"podman stop with a 3 s request in flight: container exited 0 after {stopped:.1f} s")
