@@ -104,7 +104,7 @@ def append(path: Path, text: str) -> None:
 
 def _make_v2(root: Path) -> None:
     template = root / "template"
-    gunicorn = template / "gunicorn.conf.py.jinja"
+    gunicorn = template / "{% if server == 'gunicorn' %}gunicorn.conf.py{% endif %}.jinja"
     edit(gunicorn, r"^timeout = .*$", V2_TIMEOUT)
     append(gunicorn, V2_GUNICORN_TAIL)
     append(template / "{{package_name}}" / "views.py.jinja", "\n\n" + V2_VIEW)
