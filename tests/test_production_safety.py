@@ -175,7 +175,7 @@ def test_production_has_no_default_secret_key(
         timeout=30,
     )
     assert "STARTED" not in result.stdout, result.stdout
-    assert result.returncode == 4, result.stderr  # gunicorn's "App failed to load"
+    assert result.returncode == 4, result.stderr  # the app's "failed to load" code
     assert result.stderr.startswith("FLASK_SECRET_KEY"), result.stderr
 
 
