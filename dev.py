@@ -36,9 +36,16 @@ def ensure_venv() -> None:
     venv.EnvBuilder(clear=not stamp.exists(), with_pip=True).create(VENV)
     pip = [str(BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     # Dependency groups (PEP 735) need pip >= 25.1.
-    subprocess.run([*pip, "--upgrade", "pip>=25.1"], check=True)
-    subprocess.run([*pip, "--group", "test"], cwd=REPO, check=True)
+    quiet([*pip, "--upgrade", "pip>=25.1"])
+    quiet([*pip, "--group", "test"])
     stamp.write_text(wanted)
+
+
+def quiet(command: list[str]) -> None:
+    """Run pip in the repo; show its output only when it fails."""
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
 
 
 def in_venv(*args: str) -> list[str]:
