@@ -25,6 +25,7 @@ from tests.helpers.containers import ensure_base_image, free_port, podman_env, r
 from tests.helpers.containers import wait_for_http as http_get
 from tests.helpers.images import (
     Build,
+    add_slow_route,
     build_project_image,
     container,
     image_megabytes,
@@ -176,22 +177,6 @@ def image_of(podman: dict[str, str], copie_session: Any) -> Callable[[str], Buil
     return get
 
 
-# A route that takes its time, added to the test's own copy of the project
-# (the template has none): the request in flight when the container stops.
-SLOW_ROUTE = """
-
-@bp.get("/slow")
-def slow() -> dict[str, float]:
-    import time
-
-    from flask import request
-
-    seconds = float(request.args.get("seconds", "3"))
-    time.sleep(seconds)
-    return {"slept": seconds}
-"""
-
-
 @pytest.fixture(scope="module")
 def touched_build(
     podman: dict[str, str],
@@ -202,11 +187,9 @@ def touched_build(
     after the default image."""
     project = tmp_path_factory.mktemp("touched") / "project"
     shutil.copytree(image_of("default").context, project)
-    views = project / "demo_shop" / "views.py"
     # A fresh comment on every run, so the layer cache can never hold this
     # change already (it would from an earlier run).
-    stamp = f"\n# touched by the container tests: {uuid.uuid4().hex}\n"
-    views.write_text(views.read_text() + SLOW_ROUTE + stamp)
+    add_slow_route(project, extra=f"\n# touched by the container tests: {uuid.uuid4().hex}\n")
     return build_project_image(podman, project, "touched")
 
 

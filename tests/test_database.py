@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.postgres import PostgresServer, remove_postgres, start_postgres
-from tests.helpers.project_env import project_venv
+from tests.helpers.project_env import project_venv, run_project_tests
 from tests.helpers.render import BASE_ANSWERS, RUNNING_PYTHON
 from tests.helpers.servers import free_port, http_get, http_request, running
 
@@ -82,7 +82,7 @@ def procfile_command(project: Path, process: str) -> str:
 def test_project_tests_pass_on_postgresql(
     pg_project: Path, pg_env: Callable[..., dict[str, str]], postgres: PostgresServer
 ) -> None:
-    result = run("python -m pytest -q -p no:cacheprovider", pg_project, pg_env())
+    result = run_project_tests(pg_project, pg_env())
     assert result.returncode == 0, result.stdout + result.stderr
     # The fixture migrated the real server up and back down to base.
     assert postgres.psql("SELECT to_regclass('items') IS NULL") == "t\n"
@@ -166,7 +166,7 @@ def test_sqlite_project_migrates_and_serves(
     bindir = project_venv(project)
     env = run_env(FLASK_SECRET_KEY=SECRET, PATH=f"{bindir}:/usr/bin:/bin")
 
-    tests = run("python -m pytest -q -p no:cacheprovider", project, env)
+    tests = run_project_tests(project, env)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     release = run(procfile_command(project, "release"), project, env)
     assert release.returncode == 0, release.stderr

@@ -21,7 +21,7 @@ import pytest
 
 from tests.helpers.chaos import chaos_copy, wait_for_workers, worker_pids
 from tests.helpers.load import Load
-from tests.helpers.project_env import project_environment, project_venv
+from tests.helpers.project_env import project_environment, project_venv, run_project_tests
 from tests.helpers.render import BASE_ANSWERS
 from tests.helpers.servers import free_port, http_get, running
 from tests.helpers.stack import gunicorn_stack, nginx_stack
@@ -59,14 +59,7 @@ def test_renders_granian_instead_of_gunicorn(project: Path) -> None:
 
 
 def test_project_tests_pass(project: Path, env: Callable[..., dict[str, str]]) -> None:
-    result = subprocess.run(
-        ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=project,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_project_tests(project, env())
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -26,7 +26,12 @@ import pytest
 import yaml
 
 from tests.helpers.containers import free_port, podman_env, run_podman, wait_for_http
-from tests.helpers.images import build_project_image, container_state, require_podman
+from tests.helpers.images import (
+    add_slow_route,
+    build_project_image,
+    container_state,
+    require_podman,
+)
 from tests.helpers.render import jinja_leftovers, render
 from tests.helpers.servers import http_get
 from tests.helpers.tools import require_tool
@@ -37,21 +42,6 @@ KUBERNETES_VERSIONS = ("1.37.0", "1.33.0")
 DATABASES = ("none", "sqlite", "postgresql")
 SECRET = "s" * 64
 PRESTOP_SECONDS = 5
-
-# A slow route in the test's own copy of the project: the request in flight
-# when the pod is stopped.
-SLOW_ROUTE = """
-
-@bp.get("/slow")
-def slow() -> dict[str, float]:
-    import time
-
-    from flask import request
-
-    seconds = float(request.args.get("seconds", "3"))
-    time.sleep(seconds)
-    return {"slept": seconds}
-"""
 
 
 @pytest.fixture(scope="module", params=DATABASES)
@@ -272,8 +262,7 @@ def test_kube_play_runs_the_deployment(copie_session: Any, tmp_path: Path) -> No
     require_podman()
     env = podman_env(tmp_path / "podman")
     project = render(copie_session, with_k8s=True)
-    views = project / "demo_shop/views.py"
-    views.write_text(views.read_text() + SLOW_ROUTE)
+    add_slow_route(project)
     build = build_project_image(env, project, "k8s")
 
     name = f"cft-{uuid.uuid4().hex[:8]}"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.helpers.project_env import run_project_tests
 from tests.helpers.render import render
 
 pytestmark = pytest.mark.boot
@@ -24,13 +24,6 @@ def test_rendered_project_passes_its_own_tests(
     copie: Any, answers: dict[str, Any], run_env: Callable[..., dict[str, str]]
 ) -> None:
     project = render(copie, **answers)
-    result = subprocess.run(
-        ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=project,
-        env=run_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_project_tests(project, run_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout and "failed" not in result.stdout

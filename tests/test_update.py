@@ -24,6 +24,7 @@ import pytest
 import yaml
 from packaging.version import Version
 
+from tests.helpers.project_env import run_project_tests
 from tests.helpers.servers import free_port, http_get, running
 from tests.helpers.template_versions import (
     REPO,
@@ -175,14 +176,7 @@ def test_the_updated_project_passes_its_tests_and_boots(
     gunicorn.write_text(take_ours(gunicorn.read_text()))
     assert marker_files(project) == []
 
-    suite = subprocess.run(
-        ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=project,
-        env=run_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    suite = run_project_tests(project, run_env())
     assert suite.returncode == 0, suite.stdout + suite.stderr
 
     port = free_port()

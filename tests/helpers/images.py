@@ -194,3 +194,26 @@ def container(env: Mapping[str, str], image: str, *run_args: str) -> Iterator[st
         yield name
     finally:
         run_podman(env, "rm", "--force", "--time", "5", name, check=False, timeout=120)
+
+
+# A route that takes its time (`/slow?seconds=3`), added to a test's own copy of
+# a project (the template has none): the request in flight when a container or
+# pod is stopped.
+SLOW_ROUTE = """
+
+@bp.get("/slow")
+def slow() -> dict[str, float]:
+    import time
+
+    from flask import request
+
+    seconds = float(request.args.get("seconds", "3"))
+    time.sleep(seconds)
+    return {"slept": seconds}
+"""
+
+
+def add_slow_route(project: Path, package: str = "demo_shop", extra: str = "") -> None:
+    """Append SLOW_ROUTE (and `extra`) to the project's views.py."""
+    views = project / package / "views.py"
+    views.write_text(views.read_text() + SLOW_ROUTE + extra)

@@ -55,6 +55,18 @@ def project_environment(bindir: Path, **extra: str) -> dict[str, str]:
     return env | extra
 
 
+def run_project_tests(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The rendered project's own pytest suite, as its README runs it."""
+    return subprocess.run(
+        ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
 def project_venv(project: Path) -> Path:
     """The bin/ folder of a virtualenv holding `project`'s pins and dev group."""
     target = CACHE / "venvs" / _key(project)
