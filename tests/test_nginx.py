@@ -297,7 +297,7 @@ def test_host_and_container_configs_share_the_server_blocks(live_project: Path) 
     assert f"server unix:/run/{SLUG}/gunicorn.sock fail_timeout=0;" in host
     assert "server web:8000 fail_timeout=0;" in container
     for conf in (host, container):
-        assert "keepalive 8;" in conf and "keepalive_timeout 4s;" in conf
+        assert "keepalive 32;" in conf and "keepalive_timeout 4s;" in conf
 
 
 def test_systemd_unit_is_valid(variant: Variant, venv_bin: Path, tmp_path: Path) -> None:
@@ -337,7 +337,10 @@ def live_project(copie_session: Any) -> Path:
 
 def start_gunicorn(root: Path, venv_bin: Path, log: Path, bind: str) -> Server:
     """The generated gunicorn.conf.py, serving the probe entry point."""
-    env = project_environment(venv_bin, FLASK_SECRET_KEY=SECRET, GUNICORN_BIND=bind)
+    # The access log (off by default behind nginx) proves what reached gunicorn.
+    env = project_environment(
+        venv_bin, FLASK_SECRET_KEY=SECRET, GUNICORN_BIND=bind, GUNICORN_ACCESS_LOG="-"
+    )
     return start(["gunicorn", "-c", "gunicorn.conf.py", "probe_wsgi:app"], root, env, log)
 
 

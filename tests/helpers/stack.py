@@ -99,6 +99,8 @@ def nginx_stack(
     )
     # The socket, in the variable whichever server the project runs reads.
     bind = {"GUNICORN_BIND": f"unix:{sock}", "GRANIAN_UDS": str(sock)}
+    # gunicorn's access log is off by default behind nginx; the tests read it.
+    bind["GUNICORN_ACCESS_LOG"] = env.get("GUNICORN_ACCESS_LOG", "-")
     server = start(command, site.root, {**env, **bind}, work / "gunicorn.log")
     try:
         wait_for_unix_socket(server, sock)

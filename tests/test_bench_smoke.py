@@ -1,0 +1,58 @@
+"""The benchmark harness runs end to end: bench/run.py --smoke, on loopback.
+
+A smoke run measures nothing worth reading (1 s per route, one pass); it
+proves that each stack starts, answers every route under load, and that the
+results come out as JSON, Markdown and a plot. The figures themselves come
+from a full run (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.launch import nginx_available
+from bench.loadgen import generator
+
+pytestmark = pytest.mark.boot
+
+REPO = Path(__file__).resolve().parent.parent
+# The generated default stack needs nginx; the other two need nothing more.
+STACKS = ["gunicorn", "granian-2"] + (["default"] if nginx_available() else [])
+
+
+def smoke(out: Path, *options: str) -> dict[str, Any]:
+    """Run the harness in smoke mode into `out`; return results.json."""
+    command = [sys.executable, "bench/run.py", "--smoke", "--out", str(out), *options]
+    # The first run on a machine builds the benchmark's venv (about 20 s).
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
+def test_smoke_run_measures_every_route_of_each_stack(tmp_path: Path) -> None:
+    if generator() == "python":
+        # The fallback needs only the standard library: it should always import.
+        pytest.importorskip("bench.pyload", reason="no wrk and no Python load generator")
+    results = smoke(tmp_path, "--stacks", ",".join(STACKS))
+    assert results["failures"] == []
+    assert set(results["summary"]) == set(STACKS)
+    for name, row in results["summary"].items():
+        for route in ("json", "cpu", "io"):
+            assert row["routes"][route]["rps"] > 0, f"{name} {route}: {row['routes'][route]}"
+        assert row["idle_pss_mib"] > 0, name
+    assert len(results["targets"]) == 6, "every target of issue #7 is reported"
+    assert (tmp_path / "results.md").read_text().startswith("# Benchmark")
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_python_load_generator_stands_in_for_wrk(tmp_path: Path) -> None:
+    results = smoke(tmp_path, "--stacks", "gunicorn", "--routes", "json", "--python-load")
+    assert results["meta"]["generator"] == "python"
+    measured = results["measurements"][0]["load"]
+    assert measured["rps"] > 0 and measured["errors"]["status"] == 0, measured
