@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.containers import free_port, podman_env, run_podman
+from tests.helpers.containers import podman_env, run_podman
 from tests.helpers.images import (
     build_project_image,
     container_state,
@@ -27,8 +27,8 @@ from tests.helpers.images import (
     require_podman,
 )
 from tests.helpers.render import render
-from tests.helpers.servers import http_get
-from tests.helpers.tools import require_tool
+from tests.helpers.servers import free_port, http_get
+from tests.helpers.tools import check_jsonschema, require_tool
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -70,14 +70,7 @@ def seconds(duration: str) -> int:
 @pytest.mark.quick
 def test_compose_matches_the_compose_spec(variant: tuple[str, Path]) -> None:
     _, project = variant
-    checker = require_tool("check-jsonschema")
-    result = subprocess.run(
-        [checker, "--builtin-schema", "vendor.compose-spec", "compose.yaml"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = check_jsonschema(project, "vendor.compose-spec", "compose.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.containers import ensure_base_image, free_port, podman_env, run_podman
+from tests.helpers.containers import ensure_base_image, podman_env, run_podman
 from tests.helpers.containers import wait_for_http as http_get
 from tests.helpers.images import (
     Build,
@@ -34,6 +34,7 @@ from tests.helpers.images import (
     wait_for_exit,
 )
 from tests.helpers.render import RUNNING_PYTHON, render
+from tests.helpers.servers import free_port
 from tests.helpers.tools import require_tool
 
 SECRET = "s" * 64

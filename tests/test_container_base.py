@@ -16,12 +16,12 @@ import pytest
 from tests.helpers.containers import (
     ca_bundle_volume,
     ensure_base_image,
-    free_port,
     podman_available,
     podman_env,
     run_podman,
     wait_for_http,
 )
+from tests.helpers.servers import free_port
 
 pytestmark = pytest.mark.container
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.containers import free_port, podman_env, run_podman, wait_for_http
+from tests.helpers.containers import podman_env, run_podman, wait_for_http
 from tests.helpers.images import (
     add_slow_route,
     build_project_image,
@@ -33,7 +33,7 @@ from tests.helpers.images import (
     require_podman,
 )
 from tests.helpers.render import jinja_leftovers, render
-from tests.helpers.servers import http_get
+from tests.helpers.servers import free_port, http_get
 from tests.helpers.tools import require_tool
 
 #: The Kubernetes versions the manifests must be valid for: the current one

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.helpers.render import SWITCHES, jinja_leftovers, project_files, render
-from tests.helpers.tools import require_tool
+from tests.helpers.tools import check_jsonschema, require_tool
 
 pytestmark = pytest.mark.quick
 
@@ -146,14 +146,8 @@ def test_python_version_reaches_every_place(copie: Any, python_version: str) -> 
 
 
 def test_github_workflow_matches_the_schema(default_project: Path) -> None:
-    checker = require_tool("check-jsonschema")
-    result = subprocess.run(
-        [checker, "--builtin-schema", "vendor.github-workflows", ".github/workflows/ci.yml"],
-        cwd=default_project,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    workflow = ".github/workflows/ci.yml"
+    result = check_jsonschema(default_project, "vendor.github-workflows", workflow)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

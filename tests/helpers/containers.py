@@ -31,7 +31,6 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -757,13 +756,6 @@ def ensure_base_image(env: Mapping[str, str]) -> str:
 
 
 # -- helpers for tests that run containers ---------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_http(url: str, timeout: float = 30.0) -> tuple[int, bytes]:

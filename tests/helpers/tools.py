@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,3 +27,14 @@ def require_tool(name: str) -> str:
     if path is None:
         skip_or_fail(f"{name} is not installed")
     return str(path)
+
+
+def check_jsonschema(cwd: Path, schema: str, path: str) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema with one of its built-in schemas (offline) on `path`."""
+    return subprocess.run(
+        [require_tool("check-jsonschema"), "--builtin-schema", schema, path],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
