@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
 from flask import current_app
@@ -30,7 +31,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     """Run the migrations on a connection from the app's engine."""
 
-    def skip_empty_autogenerate(context, revision, directives) -> None:  # type: ignore[no-untyped-def]
+    def skip_empty_autogenerate(context: Any, revision: Any, directives: list[Any]) -> None:
         # `flask db migrate` with no model change would write an empty file.
         if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
             directives[:] = []
