@@ -251,7 +251,7 @@ def test_final_image_holds_only_what_runs(
             timeout=60,
         ).stdout.split("---")
     app, venv_bin, tools = (part.split() for part in listing)
-    assert sorted(app) == ["demo_shop", "gunicorn.conf.py", "wsgi.py"]
+    assert sorted(app) == ["demo_shop", "gunicorn.conf.py", "gunicorn_hooks.py", "wsgi.py"]
     assert "pip" not in venv_bin and "gunicorn" in venv_bin
     assert tools == [], f"build tools or caches in the final image: {tools}"
 

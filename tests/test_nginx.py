@@ -23,11 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import copier
-import jinja2
 import pytest
 import yaml
-from jinja2_ansible_filters import AnsibleCoreFiltersExtension
 
 from tests.helpers.nginx import (
     Samples,
@@ -44,7 +41,7 @@ from tests.helpers.nginx import (
     short_tempdir,
 )
 from tests.helpers.project_env import project_environment
-from tests.helpers.render import BASE_ANSWERS, render
+from tests.helpers.render import render
 from tests.helpers.servers import (
     LOOPBACK,
     Server,
@@ -167,70 +164,6 @@ def run_with_slow_clients(port: int, seconds: float) -> tuple[Samples, SlowClien
         time.sleep(0.5)  # let the slow clients take their places first
         samples = sample_requests(port, DOMAIN, seconds - 1)
         return samples, slow.result(timeout=seconds + 10)
-
-
-# -- the questions ---------------------------------------------------------------
-
-QUESTIONS = yaml.safe_load((REPO / "copier.yml").read_text())
-
-
-def refusal(question: str, value: str) -> str:
-    # Rendered as Copier renders validators: plain text, no HTML escaping.
-    env = jinja2.Environment(extensions=[AnsibleCoreFiltersExtension])  # noqa: S701
-    return env.from_string(QUESTIONS[question]["validator"]).render(**{question: value}).strip()
-
-
-@pytest.mark.quick
-@pytest.mark.parametrize("value", ["10m", "512k", "1g", "2M", "65536"])
-def test_max_body_size_accepts_nginx_sizes(value: str) -> None:
-    assert refusal("max_body_size", value) == ""
-
-
-@pytest.mark.quick
-@pytest.mark.parametrize("value", ["0", "10mb", "10 m", "1.5m", "-1m", "", "10m\n", "ten"])
-def test_max_body_size_refuses_anything_else(value: str) -> None:
-    assert "for example: 10m" in refusal("max_body_size", value)
-
-
-@pytest.mark.quick
-@pytest.mark.parametrize("value", ["example.com", "shop.example.org", "localhost", "a-b.c"])
-def test_domain_accepts_host_names(value: str) -> None:
-    assert refusal("domain", value) == ""
-
-
-@pytest.mark.quick
-@pytest.mark.parametrize(
-    "value",
-    ["https://example.com", "example.com:8080", "example.com/shop", "Example.com", "a..b",
-     "-a.com", "a-.com", f"{'a' * 64}.com", "", "example.com\n", "two names.com"],
-)  # fmt: skip
-def test_domain_refuses_urls_and_bad_names(value: str) -> None:
-    assert "for example: shop.example.com" in refusal("domain", value)
-
-
-@pytest.mark.quick
-@pytest.mark.parametrize(("question", "value"), [("max_body_size", "10MB"), ("domain", "a b")])
-def test_copier_refuses_a_bad_answer(tmp_path: Path, question: str, value: str) -> None:
-    with pytest.raises(ValueError, match="for example"):
-        copier.run_copy(
-            str(REPO),
-            tmp_path / "project",
-            data={**BASE_ANSWERS, question: value},
-            defaults=True,
-            unsafe=True,
-            vcs_ref="HEAD",
-            quiet=True,
-        )
-
-
-@pytest.mark.quick
-def test_nginx_questions_come_right_after_with_nginx_and_depend_on_it() -> None:
-    names = [k for k in QUESTIONS if not k.startswith("_")]
-    at = names.index("with_nginx")
-    assert names[at + 1 : at + 3] == ["max_body_size", "domain"]
-    for name in ("max_body_size", "domain"):
-        assert QUESTIONS[name]["when"] == "{{ with_nginx }}"
-        assert QUESTIONS[name]["type"] == "str"
 
 
 # -- every variant: nginx -t and gixy ---------------------------------------------

@@ -308,7 +308,7 @@ def test_a_stuck_request_gets_its_worker_replaced(gunicorn: Serve, worker_class:
     assert 'chaos_routes.py", line' in log and "time.sleep(seconds)" in log, log
     if worker_class == "sync":  # the master's own timeout (SIGABRT)
         assert "WORKER TIMEOUT (pid:" in log
-    else:  # the hooks at the end of gunicorn.conf.py
+    else:  # the hooks of gunicorn_hooks.py
         assert log.count(f"past the {TIMEOUT} s timeout: restarting worker") == 1, log
 
 

@@ -34,6 +34,7 @@ BAD_ANSWERS = [
     ("package_name", "flask", "taken by a dependency"),
     ("package_name", "gunicorn", "taken by a dependency"),
     ("package_name", "tests", "taken by a dependency or a file"),
+    ("package_name", "gunicorn_hooks", "taken by a dependency or a file"),
     ("author_name", "", "Type your name"),
     ("author_name", 'Jane "JD" Doe', "without <, > or quotes"),
     ("author_email", "jane.example.com", "name@example.com"),
@@ -64,9 +65,17 @@ def test_bad_answer_is_refused_and_nothing_is_written(
 
 
 def validator(question: str) -> jinja2.Template:
-    # Validators render plain text, as in Copier's own environment: no HTML to escape.
-    env = jinja2.Environment(extensions=[AnsibleCoreFiltersExtension])  # noqa: S701
+    """A question's validator as Copier renders it: plain text (no HTML to
+    escape), importing from the template's root (includes/)."""
+    env = jinja2.Environment(  # noqa: S701
+        loader=jinja2.FileSystemLoader(REPO), extensions=[AnsibleCoreFiltersExtension]
+    )
     return env.from_string(QUESTIONS[question]["validator"])
+
+
+def refusal(question: str, value: str) -> str:
+    """What the validator says to `value`: empty when it is accepted."""
+    return validator(question).render(**{question: value}).strip()
 
 
 def test_package_name_refuses_every_stdlib_module_and_keyword() -> None:
@@ -88,3 +97,53 @@ def test_every_question_helps_and_has_a_default() -> None:
     for name, spec in questions.items():
         assert spec.get("help"), f"{name} has no help"
         assert "default" in spec, f"{name} has no default"
+
+
+# -- the nginx questions -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["10m", "512k", "1g", "2M", "65536"])
+def test_max_body_size_accepts_nginx_sizes(value: str) -> None:
+    assert refusal("max_body_size", value) == ""
+
+
+@pytest.mark.parametrize("value", ["0", "10mb", "10 m", "1.5m", "-1m", "", "10m\n", "ten"])
+def test_max_body_size_refuses_anything_else(value: str) -> None:
+    assert "for example: 10m" in refusal("max_body_size", value)
+
+
+@pytest.mark.parametrize("value", ["example.com", "shop.example.org", "localhost", "a-b.c"])
+def test_domain_accepts_host_names(value: str) -> None:
+    assert refusal("domain", value) == ""
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["https://example.com", "example.com:8080", "example.com/shop", "Example.com", "a..b",
+     "-a.com", "a-.com", f"{'a' * 64}.com", "", "example.com\n", "two names.com"],
+)  # fmt: skip
+def test_domain_refuses_urls_and_bad_names(value: str) -> None:
+    assert "for example: shop.example.com" in refusal("domain", value)
+
+
+@pytest.mark.parametrize(("question", "value"), [("max_body_size", "10MB"), ("domain", "a b")])
+def test_copier_refuses_a_bad_answer(tmp_path: Path, question: str, value: str) -> None:
+    with pytest.raises(ValueError, match="for example"):
+        copier.run_copy(
+            str(REPO),
+            tmp_path / "project",
+            data={**BASE_ANSWERS, question: value},
+            defaults=True,
+            unsafe=True,
+            vcs_ref="HEAD",
+            quiet=True,
+        )
+
+
+def test_nginx_questions_come_right_after_with_nginx_and_depend_on_it() -> None:
+    names = [k for k in QUESTIONS if not k.startswith("_")]
+    at = names.index("with_nginx")
+    assert names[at + 1 : at + 3] == ["max_body_size", "domain"]
+    for name in ("max_body_size", "domain"):
+        assert QUESTIONS[name]["when"] == "{{ with_nginx }}"
+        assert QUESTIONS[name]["type"] == "str"

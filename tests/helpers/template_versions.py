@@ -136,6 +136,7 @@ def build_template_versions(root: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "template", root / "template", ignore=ignore)
     shutil.copytree(REPO / "hooks", root / "hooks", ignore=ignore)
+    shutil.copytree(REPO / "includes", root / "includes", ignore=ignore)
     git(root, "init", "-q", "-b", "main")
     commit_all(root, "the template as it is")
     git(root, "tag", V1)
