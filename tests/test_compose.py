@@ -9,6 +9,7 @@ nginx with the generated container config, /healthz through nginx.
 
 from __future__ import annotations
 
+import http.client
 import re
 import subprocess
 import time
@@ -227,6 +228,14 @@ def test_compose_stack_serves_through_nginx(
         # Static files come from nginx (the mounted static folder).
         css = http_get(port, "/static/style.css", headers={"Host": "example.com"})
         assert css.status == 200 and "max-age" in css.headers.get("cache-control", "")
+
+        # A newcomer's first look, http://localhost:PORT/ (a browser sends the
+        # port in Host), shows the page through nginx; other names are dropped.
+        page = http_get(port, "/", headers={"Host": f"localhost:{port}"})
+        assert page.status == 200 and b"<h1>Demo Shop</h1>" in page.body
+        assert page.headers["server"] == "nginx"
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+            http_get(port, "/", headers={"Host": "unknown.test"})
 
         # Both health checks pass (run by hand: no systemd timers here).
         for service in ("web", "nginx"):

@@ -219,14 +219,19 @@ def test_gixy_finds_no_issue_in_any_variant(variant: Variant) -> None:
 
 
 def test_host_and_container_configs_share_the_server_blocks(live_project: Path) -> None:
-    """One source of truth: both configs include the same files and differ only
-    in where gunicorn is (a unix socket on a host, TCP web:8000 in compose)."""
+    """One source of truth: both configs include the same site and differ only
+    in where gunicorn is (a unix socket on a host, TCP web:8000 in compose) and
+    in the names dropped (compose also lets localhost through)."""
     nginx_dir = live_project / "deploy/nginx"
     host = (nginx_dir / f"{SLUG}.conf").read_text()
     container = (nginx_dir / "nginx.conf").read_text()
-    for include in ("catch-all.conf", "site.conf"):
-        line = f"include /srv/{SLUG}/deploy/nginx/include/{include};"
-        assert line in host and line in container
+    site = f"include /srv/{SLUG}/deploy/nginx/include/site.conf;"
+    assert site in host and site in container
+    catch_all = f"include /srv/{SLUG}/deploy/nginx/include/catch-all.conf;"
+    assert catch_all in host and catch_all not in container
+    # The upstream says whose server it is, not `<package>_app`.
+    upstream = f"upstream {PACKAGE}_gunicorn {{"
+    assert upstream in host and upstream in container
     assert f"server unix:/run/{SLUG}/gunicorn.sock fail_timeout=0;" in host
     assert "server web:8000 fail_timeout=0;" in container
     for conf in (host, container):
@@ -393,11 +398,13 @@ def test_body_over_the_limit_gets_413_and_never_reaches_the_app(stack: Stack) ->
     [
         b"GET / HTTP/1.1\r\nHost: unknown.test\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
         b"GET / HTTP/1.0\r\n\r\n",
     ],
-    ids=["other-name", "ip-address", "no-host"],
+    ids=["other-name", "ip-address", "localhost", "no-host"],
 )
 def test_unknown_hosts_are_dropped_without_an_answer(stack: Stack, head: bytes) -> None:
+    """The host site answers to its domain alone (only compose's adds localhost)."""
     assert raw_exchange(stack.port, head) == b"", "444: the connection closes, nothing is sent"
 
 
@@ -475,7 +482,15 @@ def test_container_config_serves_the_same_site(
         status, headers, _ = request(site.port, path="/static/style.css")
         assert status == 200 and headers["cache-control"].startswith("max-age=")
         assert request(site.port, path="/")[0] == 200
-        assert raw_exchange(site.port, b"GET / HTTP/1.0\r\n\r\n") == b""
+        # A first look on this machine: http://localhost:8080/ (the browser
+        # sends the port in Host) and 127.0.0.1 get the same site.
+        for local in (f"localhost:{site.port}", "localhost", f"{LOOPBACK}:{site.port}"):
+            status, headers, body = request(site.port, path="/", headers={"Host": local})
+            assert (status, headers["x-frame-options"]) == (200, "DENY"), local
+            assert b"<h1>Demo Shop</h1>" in body
+        # Every other name, and no name, is still dropped.
+        for head in (b"GET / HTTP/1.1\r\nHost: unknown.test\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n"):
+            assert raw_exchange(site.port, head) == b"", head
 
 
 def https_request(port: int, path: str, server_name: str, cafile: Path) -> tuple[int, dict, bytes]:
