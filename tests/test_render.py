@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,30 @@ def test_combination_reads_as_hand_written(combination: tuple[dict[str, Any], Pa
     whitespace, no doubled blank lines outside Python: no marks of Jinja."""
     _, project = combination
     assert text_problems(project) == []
+
+
+def test_gunicorn_config_reads_at_a_glance(default_project: Path) -> None:
+    """Settings only, each in gunicorn's reference form: `# name: what it does and
+    when to change it`, in at most three lines; the machinery is in gunicorn_hooks.py."""
+    lines = (default_project / "gunicorn.conf.py").read_text().splitlines()
+    assert len(lines) <= 150
+    imports = [line for line in lines if re.match(r"(from|import) gunicorn", line)]
+    assert imports == ["import gunicorn_hooks"], "no gunicorn internals in the settings"
+    # A description: "# name: ..." (or "# name / other: ..."), then "#   ..." lines.
+    length: dict[str, int] = {}
+    current: list[str] = []
+    for line in lines:
+        if heading := re.match(r"# ([a-z_]+(?: / [a-z_]+)*): ", line):
+            current = heading[1].split(" / ")
+            length.update(dict.fromkeys(current, 1))
+        elif line.startswith("#   ") and current:
+            length.update({name: length[name] + 1 for name in current})
+        else:
+            current = []
+    assert {name: n for name, n in length.items() if n > 3} == {}
+    settings = {m[1] for line in lines if (m := re.match(r"([a-z]\w*) = ", line))} | {"bind"}
+    assert settings - set(length) == set(), "every setting is described"
+    assert len(settings) >= 20
 
 
 @pytest.mark.parametrize("python_version", ["3.11", "3.12", "3.13", "3.14"])
