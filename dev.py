@@ -5,7 +5,10 @@
     python3 dev.py test    run the template's test suite (extra arguments go to pytest)
 
 Both build `.venv` from the `test` group in pyproject.toml first (again only
-when pyproject.toml changes), so nothing needs installing by hand.
+when pyproject.toml changes), so nothing needs installing by hand. As root on
+Debian or Ubuntu, `test` first installs the system tools some tests use (nginx,
+PostgreSQL, podman, ...) with .ci/install-system-tools.sh, the script CI uses;
+elsewhere, or with COPIER_FLASK_SYSTEM_TOOLS=0, those tests skip with the reason.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ REPO = Path(__file__).resolve().parent
 VENV = REPO / ".venv"
 BIN = VENV / "bin"
 DEMO = REPO / "build" / "demo"
+SYSTEM_TOOLS = REPO / ".ci" / "install-system-tools.sh"
+# As in tests/helpers/tools.py: under CI a missing tool is a failure.
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def ensure_venv() -> None:
@@ -52,8 +58,31 @@ def in_venv(*args: str) -> list[str]:
     return [str(BIN / "python"), *args]
 
 
+def install_system_tools() -> None:
+    """Install the suite's system tools where this can be done without asking
+    (root on Debian/Ubuntu); elsewhere say why not and carry on."""
+    if os.environ.get("COPIER_FLASK_SYSTEM_TOOLS", "").lower() in {"0", "no", "false"}:
+        print("COPIER_FLASK_SYSTEM_TOOLS=0: no system tools installed", flush=True)
+        return
+    debian = Path("/etc/debian_version").exists() and shutil.which("dpkg-query") is not None
+    if not debian or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        print(
+            "Not root on Debian/Ubuntu: system tools (nginx, PostgreSQL, podman, ...) are not"
+            " installed; tests that need a missing one skip, saying which.",
+            flush=True,
+        )
+        return
+    done = subprocess.run(["bash", str(SYSTEM_TOOLS)], cwd=REPO)
+    if done.returncode != 0:
+        failed = f"{SYSTEM_TOOLS.relative_to(REPO)} failed (exit {done.returncode})"
+        if IN_CI:
+            sys.exit(failed)
+        print(f"{failed}: tests that need a missing tool will skip", file=sys.stderr)
+
+
 def test(pytest_args: list[str]) -> int:
     """Run the suite on every core; CI=true turns tool-dependent skips into failures."""
+    install_system_tools()
     return subprocess.run(in_venv("-m", "pytest", "-n", "auto", *pytest_args), cwd=REPO).returncode
 
 

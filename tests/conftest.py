@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import figures
 from tests.helpers.project_env import project_environment, project_venv
 from tests.helpers.render import render
 
@@ -37,3 +38,10 @@ def run_env(venv_bin: Path) -> Callable[..., dict[str, str]]:
     """`run_env(**settings)`: an environment for running a rendered project
     with the shared venv (see helpers/project_env.project_environment)."""
     return functools.partial(project_environment, venv_bin)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Each run records its own figures: delete the last run's first (once,
+    in the controlling process, not in every pytest-xdist worker)."""
+    if not hasattr(session.config, "workerinput"):
+        figures.clear()

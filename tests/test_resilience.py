@@ -17,22 +17,24 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers.chaos import chaos_copy, wait_for_workers, worker_pids
+from tests.helpers.chaos import chaos_copy, connections_held, wait_for_workers, worker_pids
 from tests.helpers.figures import record
-from tests.helpers.load import Load
+from tests.helpers.load import Load, Outcome
 from tests.helpers.servers import http_get
 from tests.helpers.stack import Stack, gunicorn_stack, nginx_stack, project_env
 
 pytestmark = pytest.mark.resilience
 
 APP = ["gunicorn", "-c", "gunicorn.conf.py", "chaos_wsgi:app"]
-# The worker setups under test, as the generated gunicorn.conf.py reads them.
-# gthread with 4 threads is the template's default; 2 workers = this machine's CPUs.
+# The worker setups under test, as the generated gunicorn.conf.py reads them:
+# gthread with its default threads, as generated; 2 workers, whatever the
+# machine's CPUs. Figures name the settings gunicorn resolved (Stack.label).
 WORKERS = {
     "gthread": {"WEB_CONCURRENCY": "2"},
     "sync": {"WEB_CONCURRENCY": "2", "GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"},
@@ -99,7 +101,7 @@ def test_sighup_replaces_every_worker_without_failing_a_request(gunicorn: Serve)
     record(
         "01-sighup",
         "SIGHUP to the master, 4 clients looping",
-        "gunicorn gthread 2x4",
+        stack.label,
         f"{len(load.failed)} failed of {len(load.outcomes)}; "
         f"2/2 workers replaced in {replaced_in:.1f} s",
         "0 failed, every worker replaced",
@@ -114,7 +116,7 @@ def test_sighup_behind_nginx_fails_no_request(behind_nginx: Serve) -> None:
     record(
         "02-sighup-nginx",
         "SIGHUP to the master, 4 clients looping",
-        "nginx → gunicorn gthread 2x4 (unix socket)",
+        stack.label,
         f"{len(load.failed)} failed of {len(load.outcomes)}; "
         f"2/2 workers replaced in {replaced_in:.1f} s",
         "0 failed, every worker replaced",
@@ -125,18 +127,36 @@ def test_sighup_behind_nginx_fails_no_request(behind_nginx: Serve) -> None:
 # -- kill -9 of a worker ------------------------------------------------------------
 
 KILLS = 3
+# Behind nginx, what the README claims and so what the test allows: failed
+# requests per kill. nginx sends a GET lost with its worker again on another
+# connection, unless the answer had begun to reach the client (measured: 0 in
+# most runs, 1 IncompleteRead in about one run of five).
+NGINX_LOSSES_PER_KILL = 1
 
 
-def kill_workers_under_load(stack: Stack) -> tuple[Load, list[float]]:
-    """SIGKILL one worker KILLS times while 4 clients loop; return the load and
-    how long each respawn took (until the master had forked a new worker)."""
-    respawns = []
+@dataclass(frozen=True)
+class Kill:
+    at: float  # time.monotonic() when the victim was stopped, just before SIGKILL
+    victim: int
+    held: int  # client connections the victim held then: all it can take with it
+    respawn: float  # seconds until the master had forked a replacement
+
+
+def kill_workers_under_load(stack: Stack) -> tuple[Load, list[Kill]]:
+    """SIGKILL one worker KILLS times while 4 clients loop; return the load and the kills.
+
+    Each victim is first frozen with SIGSTOP, so that it accepts nothing more
+    while its connections are counted; then it is killed.
+    """
+    kills = []
     workers = stack.workers(2)
     with stack.load(clients=4) as load:
         load.wait_for(ok=50)
         for _ in range(KILLS):
             victim = min(workers)
-            killed = time.monotonic()
+            os.kill(victim, signal.SIGSTOP)
+            stopped = time.monotonic()
+            held = connections_held(victim, stack.master)
             os.kill(victim, signal.SIGKILL)
             workers = wait_for_workers(
                 stack.master,
@@ -144,9 +164,34 @@ def kill_workers_under_load(stack: Stack) -> tuple[Load, list[float]]:
                 f"respawn after killing {victim}",
                 deadline=10,
             )
-            respawns.append(time.monotonic() - killed)
+            kills.append(Kill(stopped, victim, held, time.monotonic() - stopped))
             load.wait_for(ok=50)  # the survivors and the new worker serve
-    return load, respawns
+    return load, kills
+
+
+def failures_by_kill(load: Load, kills: list[Kill]) -> tuple[list[int], list[Outcome]]:
+    """Each failed request tied to the kill it overlapped (in flight when the
+    victim was stopped): the count per kill, and the failures that overlapped none."""
+    per_kill = [0] * len(kills)
+    unexplained = []
+    for outcome in load.failed:
+        overlapped = [
+            i for i, kill in enumerate(kills) if outcome.started <= kill.at <= outcome.ended
+        ]
+        if overlapped:
+            per_kill[overlapped[0]] += 1
+        else:
+            unexplained.append(outcome)
+    return per_kill, unexplained
+
+
+def kill_figure(load: Load, kills: list[Kill], per_kill: list[int]) -> str:
+    lost = ", ".join(f"{n} of {kill.held}" for n, kill in zip(per_kill, kills, strict=True))
+    return (
+        f"{len(load.failed)} failed of {len(load.outcomes)} ({load.failure_kinds()}); "
+        f"per kill, failed of the connections the victim held: {lost}; "
+        f"respawn in {max(kill.respawn for kill in kills) * 1000:.0f} ms at most"
+    )
 
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread"])
@@ -154,40 +199,45 @@ def test_kill_9_of_a_worker_costs_only_its_requests_in_flight(
     gunicorn: Serve, worker_class: str
 ) -> None:
     with gunicorn(**WORKERS[worker_class]) as stack:
-        load, respawns = kill_workers_under_load(stack)
-    # A killed worker takes the requests it holds with it: one for sync, up to
-    # its threads for gthread (here at most the 4 clients). Connections still in
-    # the listen queue belong to the socket, not the worker: they are served.
-    per_kill = 1 if worker_class == "sync" else 4
+        load, kills = kill_workers_under_load(stack)
+    # A killed worker takes the connections it holds with it: one at most for
+    # sync, those its threads serve (and any it accepted greedily) for gthread.
+    # Connections still in the listen queue belong to the socket: they are served.
+    per_kill, unexplained = failures_by_kill(load, kills)
     record(
         f"03-kill9-{worker_class}",
         f"kill -9 of one worker, {KILLS} times, 4 clients looping",
-        f"gunicorn {worker_class} {'2x4' if worker_class == 'gthread' else 'w2'}",
-        f"{len(load.failed)} failed of {len(load.outcomes)} ({load.failure_kinds()}); "
-        f"respawn in {max(respawns) * 1000:.0f} ms at most",
-        f"≤ {per_kill} failed per kill, respawn < 1 s",
+        stack.label,
+        kill_figure(load, kills, per_kill),
+        "per kill: failed ≤ connections the victim held; none failed otherwise; respawn < 1 s",
     )
-    assert len(load.failed) <= per_kill * KILLS, load.summary()
-    assert max(respawns) < 1.0, respawns
+    assert not unexplained, [o.error or o.status for o in unexplained]
+    for n, kill in zip(per_kill, kills, strict=True):
+        assert n <= kill.held, f"{n} failed, but the victim held {kill.held}: {load.summary()}"
+    if worker_class == "sync":
+        assert max(kill.held for kill in kills) <= 1, "a sync worker holds one connection"
+    assert max(kill.respawn for kill in kills) < 1.0, kills
 
 
 @pytest.mark.nginx
 def test_kill_9_of_a_worker_behind_nginx(behind_nginx: Serve) -> None:
     with behind_nginx(**WORKERS["gthread"]) as stack:
-        load, respawns = kill_workers_under_load(stack)
+        load, kills = kill_workers_under_load(stack)
+    per_kill, unexplained = failures_by_kill(load, kills)
     record(
         "04-kill9-nginx",
         f"kill -9 of one worker, {KILLS} times, 4 clients looping",
-        "nginx → gunicorn gthread 2x4 (unix socket)",
-        f"{len(load.failed)} failed of {len(load.outcomes)} ({load.failure_kinds()}); "
-        f"respawn in {max(respawns) * 1000:.0f} ms at most",
-        "≤ 4 failed per kill, respawn < 1 s",
+        stack.label,
+        kill_figure(load, kills, per_kill),
+        f"per kill: failed ≤ {NGINX_LOSSES_PER_KILL} and ≤ connections the victim held; "
+        "none failed otherwise; respawn < 1 s",
     )
-    # A request lost with its worker becomes nginx's 502 page, unless it was
-    # sent on a kept-alive connection: then nginx retries it on a fresh one
-    # (GET only; never a POST), which is why most kills here cost nothing.
-    assert len(load.failed) <= 4 * KILLS, load.summary()
-    assert max(respawns) < 1.0, respawns
+    # A request lost with its worker is sent again by nginx (GET only, never a
+    # POST), unless its answer was already on the way to the client.
+    assert not unexplained, [o.error or o.status for o in unexplained]
+    for n, kill in zip(per_kill, kills, strict=True):
+        assert n <= min(NGINX_LOSSES_PER_KILL, kill.held), load.summary()
+    assert max(kill.respawn for kill in kills) < 1.0, kills
 
 
 # -- SIGTERM: a graceful shutdown ------------------------------------------------------
@@ -196,7 +246,7 @@ def test_kill_9_of_a_worker_behind_nginx(behind_nginx: Serve) -> None:
 def test_sigterm_lets_every_request_in_flight_finish(gunicorn: Serve, tmp_path: Path) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
-    in_flight = 8  # 2 workers x 4 threads
+    in_flight = 8  # fewer than the 2 workers' threads: each request is in a thread
     with gunicorn(**WORKERS["gthread"], CHAOS_MARKS=str(marks)) as stack:
         load = stack.load("/_chaos/sleep?s=3", clients=in_flight, per_client=1, timeout=20)
         with load:
@@ -211,7 +261,7 @@ def test_sigterm_lets_every_request_in_flight_finish(gunicorn: Serve, tmp_path: 
     record(
         "05-sigterm-in-flight",
         f"SIGTERM with {in_flight} requests of 3 s in flight",
-        "gunicorn gthread 2x4",
+        stack.label,
         f"{load.ok}/{in_flight} completed; master exited {stopped_in:.1f} s after SIGTERM",
         "100% completed, exit 0 within graceful_timeout (30 s)",
     )
@@ -222,7 +272,7 @@ def test_sigterm_lets_every_request_in_flight_finish(gunicorn: Serve, tmp_path: 
 
 @pytest.mark.parametrize(
     ("worker_class", "settings"),
-    [("gthread 2x4", WORKERS["gthread"]), ("sync w5", WORKERS["sync"] | {"WEB_CONCURRENCY": "5"})],
+    [("gthread", WORKERS["gthread"]), ("sync", WORKERS["sync"] | {"WEB_CONCURRENCY": "5"})],
     ids=["gthread", "sync"],
 )
 def test_sigterm_and_the_listen_queue(
@@ -243,14 +293,17 @@ def test_sigterm_and_the_listen_queue(
     sent_before = [o for o in load.outcomes if o.started < sent and o.ended > sent]
     lost = [o for o in sent_before if not o.ok]
     record(
-        f"06-sigterm-queue-{worker_class.split()[0]}",
+        f"06-sigterm-queue-{worker_class}",
         f"SIGTERM while {clients} clients loop on a 50 ms route",
-        f"gunicorn {worker_class}",
+        stack.label,
         f"{len(sent_before) - len(lost)} of {len(sent_before)} requests in flight finished, "
         f"{len(lost)} reset",
         "gthread: all finish; sync: the ones no worker had accepted are reset",
     )
-    if worker_class.startswith("gthread"):
+    # Not vacuous: the clients loop with 2 ms pauses between 50 ms requests,
+    # so at SIGTERM most of them have a request in flight.
+    assert len(sent_before) >= clients // 2, f"{len(sent_before)} in flight: {load.summary()}"
+    if worker_class == "gthread":
         # gthread workers accept every waiting connection at once (up to
         # worker_connections), so none waits in the kernel's queue when the
         # listening socket closes: every request sent before SIGTERM finishes.
@@ -295,7 +348,7 @@ def test_a_stuck_request_gets_its_worker_replaced(gunicorn: Serve, worker_class:
     record(
         f"07-stuck-{worker_class}",
         f"a request that blocks past timeout ({TIMEOUT} s), 2 clients looping",
-        f"gunicorn {worker_class} {'2x4' if worker_class == 'gthread' else 'w2'}",
+        stack.label,
         f"worker replaced; stuck client got {shown(answer)} after {waited:.1f} s; "
         f"{len(load.failed)} other requests failed of {len(load.outcomes)}",
         "worker replaced, 0 other failures, a bare 500, the stack in the log",
@@ -323,7 +376,7 @@ def test_a_stuck_request_behind_nginx_is_answered_not_retried(
     record(
         "08-stuck-nginx",
         f"a request that blocks past timeout ({TIMEOUT} s), 2 clients looping",
-        "nginx → gunicorn gthread 2x4 (unix socket)",
+        stack.label,
         f"{restarts} worker replaced; stuck client got {shown(answer)} after {waited:.1f} s; "
         f"{len(load.failed)} other requests failed of {len(load.outcomes)}",
         "1 worker replaced (no retry), a bare 500, 0 other failures",
@@ -359,7 +412,7 @@ def test_max_requests_recycles_workers_without_failing_a_request(gunicorn: Serve
     record(
         "09-max-requests",
         "max_requests 50 + jitter 25, 4 clients looping",
-        "gunicorn gthread 2x4",
+        stack.label,
         f"{len(seen) - 2} workers recycled, {len(load.failed)} failed of {len(load.outcomes)}",
         f"≥ {recycles} recycled, 0 failed",
     )

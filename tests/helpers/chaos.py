@@ -9,6 +9,7 @@ session cookie, and `chaos_wsgi.py`, which builds the project's own app with
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -97,3 +98,27 @@ def wait_for_workers(
         if time.monotonic() > end:
             raise AssertionError(f"no {what} within {deadline}s; workers: {sorted(pids)}")
         time.sleep(0.01)
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The sockets process `pid` has open ("socket:[inode]" links in /proc/PID/fd)."""
+    found = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # the process is gone
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
+
+
+def connections_held(worker: int, master: int) -> int:
+    """How many client connections `worker` holds: its sockets, less the
+    listening ones it shares with its master. Exact only while the worker
+    cannot accept more (stopped with SIGSTOP)."""
+    return len(socket_inodes(worker) - socket_inodes(master))

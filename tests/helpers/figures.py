@@ -1,10 +1,13 @@
-"""Figures measured by the resilience tests, collected into the README's table.
+"""Figures measured by the tests, collected into the README's "Resilience figures" table.
 
 A test calls `record(...)`: the figure is printed (shown with `pytest -rP` or
 `-s`) and written to build/figures/<key>.json, one file per figure, so that
-pytest-xdist workers never write the same file. Regenerate the table with
+pytest-xdist workers never write the same file. Each run of the suite starts
+by deleting the files of the run before (`clear`, from tests/conftest.py), so
+the table holds only what the last run measured, each row with its time.
 
-    .venv/bin/python -m tests.helpers.figures
+    .venv/bin/python -m tests.helpers.figures           # print the table
+    .venv/bin/python -m tests.helpers.figures --readme  # and put it in README.md
 
 Rows are sorted by key; keys start with a number to keep the README's order.
 """
@@ -16,41 +19,66 @@ import sys
 import time
 from pathlib import Path
 
-FIGURES = Path(__file__).resolve().parents[2] / "build" / "figures"
+REPO = Path(__file__).resolve().parents[2]
+FIGURES = REPO / "build" / "figures"
+README = REPO / "README.md"
+# The generated table sits between these lines in README.md.
+START, END = "<!-- resilience-figures:start -->", "<!-- resilience-figures:end -->"
 
 
 def record(key: str, scenario: str, stack: str, figure: str, bound: str) -> None:
-    """Print one measured figure and store it for the table."""
-    row = {"scenario": scenario, "stack": stack, "figure": figure, "bound": bound}
+    """Print one measured figure and store it, with when it was measured, for the table."""
     print(f"FIGURE {key}: {scenario} [{stack}]: {figure} (bound: {bound})")
+    row = {
+        "scenario": scenario,
+        "stack": stack,
+        "figure": figure,
+        "bound": bound,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     FIGURES.mkdir(parents=True, exist_ok=True)
-    row["measured"] = time.strftime("%Y-%m-%d %H:%M")
     path = FIGURES / f"{key}.json"
     partial = path.with_suffix(".tmp")
     partial.write_text(json.dumps(row, indent=1))
     partial.replace(path)
 
 
-# Scenarios measured elsewhere, linked from the table (their tests print them).
-LINKED = {
-    "10-slow-clients": {
-        "scenario": "slow clients (slowloris)",
-        "stack": "nginx → gunicorn, and gunicorn alone",
-        "figure": "see tests/test_nginx.py::test_slow_clients_* (run with -s)",
-        "bound": "behind nginx: 0 failed, p99 < 100 ms",
-    },
-}
+def clear(folder: Path = FIGURES) -> None:
+    """Delete the figures of an earlier run."""
+    for path in [*folder.glob("*.json"), *folder.glob("*.tmp")]:
+        path.unlink(missing_ok=True)
 
 
 def table(folder: Path = FIGURES) -> str:
-    """The stored figures (and the linked ones) as a Markdown table."""
-    rows = dict(LINKED)
-    rows.update({path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")})
-    lines = ["| scenario | stack | measured | test asserts |", "|---|---|---|---|"]
+    """The stored figures as a Markdown table, one row per figure, unedited."""
+    rows = {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}
+    lines = [
+        "| scenario | stack | measured | the test asserts | measured at |",
+        "|---|---|---|---|---|",
+    ]
     for _, row in sorted(rows.items()):
-        lines.append(f"| {row['scenario']} | {row['stack']} | {row['figure']} | {row['bound']} |")
+        cells = (row["scenario"], row["stack"], row["figure"], row["bound"], row["measured_at"])
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def replace_between(text: str, start: str, end: str, block: str) -> str:
+    """`text` with the lines between the `start` and `end` marker lines set to `block`."""
+    before, found, rest = text.partition(start + "\n")
+    middle, found_end, after = rest.partition(end + "\n")
+    if not (found and found_end):
+        raise SystemExit(f"README.md has no {start} ... {end} lines")
+    return f"{before}{start}\n{block}\n{end}\n{after}"
+
+
+def main(argv: list[str]) -> int:
+    generated = table()
+    sys.stdout.write(generated + "\n")
+    if "--readme" in argv:
+        README.write_text(replace_between(README.read_text(), START, END, generated))
+        print(f"Written into {README.name}", file=sys.stderr)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.stdout.write(table() + "\n")
+    sys.exit(main(sys.argv[1:]))

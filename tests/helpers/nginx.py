@@ -281,6 +281,10 @@ def gixy_binary() -> str:
 
 def gixy_issues(conf: Path) -> list[dict[str, str]]:
     """gixy's findings on `conf` (with its includes), as gixy's JSON records."""
+    # Both configs include nginx's own mime.types, as deployed; gixy reads
+    # every include and stops on a missing one, so it needs nginx installed.
+    if not MIME_TYPES.exists():
+        skip_or_fail(f"gixy needs nginx's {MIME_TYPES} (apt-get install nginx)")
     result = subprocess.run(
         [gixy_binary(), "-f", "json", str(conf)],
         capture_output=True,

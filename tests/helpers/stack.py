@@ -11,9 +11,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,18 @@ class Stack:
     port: int
     host: str | None = None  # the Host header nginx serves; None for gunicorn alone
     stderr: Path | None = None  # gunicorn's stderr, when kept apart from stdout
+    # How the server was started, to describe it (`label`).
+    command: Sequence[str] = ()
+    cwd: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def label(self) -> str:
+        """What ran, from the settings gunicorn resolved, e.g. "nginx → gunicorn
+        gthread 2x32 (unix socket)": a figure names the stack it measured."""
+        assert self.cwd is not None, "a Stack made by gunicorn_stack or nginx_stack"
+        server = describe_server(self.command, self.cwd, self.env)
+        return f"nginx → {server} (unix socket)" if self.host else server
 
     @property
     def master(self) -> int:
@@ -46,6 +59,33 @@ class Stack:
 
     def load(self, path: str = "/healthz", **kwargs: Any) -> Load:
         return Load(self.port, path, host=self.host, **kwargs)
+
+
+def gunicorn_settings(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """Every setting as gunicorn resolves it for `command` (gunicorn's --print-config)."""
+    *options, app = command
+    result = subprocess.run(
+        [*options, "--print-config", app],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    pairs = (line.partition(" = ") for line in result.stdout.splitlines())
+    return {name.strip(): value.strip() for name, sep, value in pairs if sep}
+
+
+def describe_server(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> str:
+    """ "gunicorn gthread 2x32", "gunicorn sync w2", or the command itself (granian)."""
+    if Path(command[0]).name != "gunicorn":
+        return " ".join(command)
+    settings = gunicorn_settings(command, cwd, env)
+    kind, workers = settings["worker_class"], settings["workers"]
+    if kind == "gthread":
+        return f"gunicorn gthread {workers}x{settings['threads']}"
+    return f"gunicorn {kind} w{workers}"
 
 
 def project_env(venv_bin: Path, **settings: str) -> dict[str, str]:
@@ -79,7 +119,7 @@ def gunicorn_stack(
         server, err = start(command, project, env, logs / f"gunicorn-{port}.log"), None
     try:
         wait_http(server, port)
-        yield Stack(server, port, stderr=err)
+        yield Stack(server, port, stderr=err, command=command, cwd=project, env=env)
     finally:
         stop(server)
 
@@ -101,11 +141,14 @@ def nginx_stack(
     bind = {"GUNICORN_BIND": f"unix:{sock}", "GRANIAN_UDS": str(sock)}
     # gunicorn's access log is off by default behind nginx; the tests read it.
     bind["GUNICORN_ACCESS_LOG"] = env.get("GUNICORN_ACCESS_LOG", "-")
-    server = start(command, site.root, {**env, **bind}, work / "gunicorn.log")
+    env = {**env, **bind}
+    server = start(command, site.root, env, work / "gunicorn.log")
     try:
         wait_for_unix_socket(server, sock)
         with running_nginx(site, answers["domain"]):
-            yield Stack(server, site.port, answers["domain"])
+            yield Stack(
+                server, site.port, answers["domain"], command=command, cwd=site.root, env=env
+            )
     finally:
         stop(server)
         shutil.rmtree(sockets, ignore_errors=True)
