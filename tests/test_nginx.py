@@ -3,8 +3,8 @@
 The generated config passes `nginx -t` and gixy in every variant; a real nginx
 in front of a real gunicorn (over a unix socket, as on a host) forwards exactly
 what the app trusts, serves static files itself, refuses oversized bodies and
-unknown hosts, and keeps answering while slow clients hold connections open,
-where gunicorn alone starves. Figures are printed (run with -s to see them).
+unknown hosts, and keeps answering while slow clients hold connections open
+(recorded against gunicorn alone for contrast: tests/helpers/figures.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers.figures import record
 from tests.helpers.nginx import (
     Samples,
     Site,
@@ -51,6 +52,7 @@ from tests.helpers.servers import (
     unix_http_get,
     wait_http,
 )
+from tests.helpers.stack import describe_server
 from tests.helpers.tools import require_tool
 
 pytestmark = pytest.mark.nginx
@@ -273,13 +275,19 @@ def live_project(copie_session: Any) -> Path:
     return render(copie_session, domain=DOMAIN, max_body_size=LIMIT)
 
 
-def start_gunicorn(root: Path, venv_bin: Path, log: Path, bind: str) -> Server:
-    """The generated gunicorn.conf.py, serving the probe entry point."""
+GUNICORN = ["gunicorn", "-c", "gunicorn.conf.py", "probe_wsgi:app"]
+
+
+def gunicorn_env(venv_bin: Path, bind: str) -> dict[str, str]:
     # The access log (off by default behind nginx) proves what reached gunicorn.
-    env = project_environment(
+    return project_environment(
         venv_bin, FLASK_SECRET_KEY=SECRET, GUNICORN_BIND=bind, GUNICORN_ACCESS_LOG="-"
     )
-    return start(["gunicorn", "-c", "gunicorn.conf.py", "probe_wsgi:app"], root, env, log)
+
+
+def start_gunicorn(root: Path, venv_bin: Path, log: Path, bind: str) -> Server:
+    """The generated gunicorn.conf.py, serving the probe entry point."""
+    return start(GUNICORN, root, gunicorn_env(venv_bin, bind), log)
 
 
 @pytest.fixture(scope="module")
@@ -425,13 +433,18 @@ def test_dotfiles_and_the_error_page_are_not_served(stack: Stack, path: str) -> 
     assert path not in stack.gunicorn.output()
 
 
-def test_slow_clients_do_not_slow_the_site_behind_nginx(stack: Stack) -> None:
+def test_slow_clients_do_not_slow_the_site_behind_nginx(stack: Stack, venv_bin: Path) -> None:
     seconds = 12  # > client_header_timeout (10 s): nginx cuts the slow ones off
     samples, slow = run_with_slow_clients(stack.port, seconds)
-    print(
-        f"\nbehind nginx, {SLOW_CLIENTS} slow clients for {seconds} s: {samples.summary()}; "
-        f"nginx cut {len(slow.cut_after)} of them off after "
-        f"{min(slow.cut_after, default=0):.1f}-{max(slow.cut_after, default=0):.1f} s"
+    label = describe_server(GUNICORN, stack.site.root, gunicorn_env(venv_bin, f"unix:{stack.sock}"))
+    record(
+        "10-slow-clients-nginx",
+        f"{SLOW_CLIENTS} slow clients (a header line every 2 s) for {seconds} s, "
+        "normal requests meanwhile",
+        f"nginx → {label} (unix socket)",
+        f"{samples.summary()}; nginx cut {len(slow.cut_after)} slow clients off after "
+        f"{min(slow.cut_after, default=0):.1f}-{max(slow.cut_after, default=0):.1f} s",
+        "0 failed, p99 < 100 ms, every slow client cut off after client_header_timeout",
     )
     assert samples.failed == 0 and samples.total >= 50, samples.summary()
     assert samples.percentile(99) < 0.1, samples.summary()
@@ -439,24 +452,34 @@ def test_slow_clients_do_not_slow_the_site_behind_nginx(stack: Stack) -> None:
     assert min(slow.cut_after) > 8, "nobody is cut off before the timeout"
 
 
-def test_slow_clients_starve_gunicorn_alone(
+def test_slow_clients_against_gunicorn_alone_are_recorded(
     live_project: Path, venv_bin: Path, tmp_path: Path
 ) -> None:
-    """The contrast, recorded: the same gunicorn, exposed on TCP without nginx."""
+    """The contrast, recorded as a figure: the same gunicorn, exposed on TCP
+    without nginx. How well gunicorn copes is gunicorn's business (a release
+    can change it), so the test asserts only that it survives and serves after."""
     root = tmp_path / "app"
     shutil.copytree(live_project, root)
     (root / "probe_wsgi.py").write_text(PROBE)
-    port = free_port()
-    gunicorn = start_gunicorn(root, venv_bin, tmp_path / "gunicorn.log", f"{LOOPBACK}:{port}")
+    port, seconds = free_port(), 8
+    bind = f"{LOOPBACK}:{port}"
+    gunicorn = start_gunicorn(root, venv_bin, tmp_path / "gunicorn.log", bind)
     try:
         wait_http(gunicorn, port)
-        samples, _ = run_with_slow_clients(port, seconds=8)
+        samples, _ = run_with_slow_clients(port, seconds)
+        after = wait_http(gunicorn, port)  # the slow clients are gone
     finally:
-        stop(gunicorn)
-    print(f"\ngunicorn alone, {SLOW_CLIENTS} slow clients for 8 s: {samples.summary()}")
-    # Clearly worse: it misses the bound that the same gunicorn behind nginx meets.
-    missed = samples.failed > 0 or samples.percentile(99) >= 0.1
-    assert missed, f"expected starvation, got {samples.summary()}"
+        returncode = stop(gunicorn)
+    record(
+        "11-slow-clients-alone",
+        f"the same slow clients for {seconds} s",
+        f"{describe_server(GUNICORN, root, gunicorn_env(venv_bin, bind))} alone (TCP)",
+        samples.summary(),
+        "nothing on latency (a contrast); gunicorn survives and answers afterwards",
+    )
+    assert samples.total >= 1, "normal requests were sent meanwhile"
+    assert after.status == 200
+    assert returncode == 0, gunicorn.output()
 
 
 def test_error_page_when_gunicorn_is_down(live_project: Path, tmp_path: Path) -> None:
