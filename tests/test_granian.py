@@ -23,7 +23,7 @@ from tests.helpers.chaos import chaos_copy, wait_for_workers, worker_pids
 from tests.helpers.load import Load
 from tests.helpers.project_env import project_environment, project_venv, run_project_tests
 from tests.helpers.render import BASE_ANSWERS
-from tests.helpers.servers import free_port, http_get, running
+from tests.helpers.servers import free_port, http_get, running, start, stop
 from tests.helpers.stack import gunicorn_stack, nginx_stack
 from tests.helpers.tools import require_tool
 
@@ -106,6 +106,11 @@ def test_killed_worker_is_respawned_and_sigterm_finishes_in_flight(
     with gunicorn_stack(command, copy, settings, tmp_path / "logs") as stack:
         main = stack.master
         before = wait_for_workers(main, lambda pids: len(pids) == 2, "2 workers")
+        # Serving, not only forked: each worker loads the app and says so.
+        deadline = time.monotonic() + 20
+        while stack.gunicorn.output().count("Started worker") < 2:
+            assert time.monotonic() < deadline, stack.gunicorn.output()
+            time.sleep(0.05)
         with Load(stack.port, clients=4, seconds=20) as load:
             load.wait_for(ok=50)
             os.kill(min(before), signal.SIGKILL)
@@ -126,6 +131,32 @@ def test_killed_worker_is_respawned_and_sigterm_finishes_in_flight(
         assert statuses == [200, 200, 200]
         assert stack.gunicorn.process.wait(timeout=30) == 0
         assert worker_pids(main) == set()
+
+
+def test_sigterm_while_workers_start_stops_at_once(
+    project: Path, env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    """SIGTERM as soon as granian spawns its workers, before they have loaded the
+    app. Forked workers missed it and granian waited its kill timeout (30 s);
+    run_granian.py starts them with "spawn", so they stop with the rest."""
+    settings = env(FLASK_SECRET_KEY=SECRET, WEB_CONCURRENCY="2", PORT=str(free_port()))
+    server = start(LAUNCH, project, settings, tmp_path / "granian.log")
+    try:
+        deadline = time.monotonic() + 30
+        while "Spawning worker-2" not in server.output():
+            assert server.process.poll() is None, server.output()
+            assert time.monotonic() < deadline, f"no worker spawned:\n{server.output()}"
+            time.sleep(0.005)
+        sent = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        returncode = server.process.wait(timeout=40)
+        stopped_in = time.monotonic() - sent
+    finally:
+        stop(server)
+    log = server.output()
+    assert returncode == 0, log
+    assert "refused to gracefully stop" not in log, log
+    assert stopped_in < 5, f"exited {stopped_in:.1f} s after SIGTERM:\n{log}"
 
 
 def test_behind_nginx_on_a_unix_socket(

@@ -69,7 +69,11 @@ def chaos_copy(project: Path, destination: Path, package: str = "demo_shop") -> 
 
 
 def worker_pids(master: int) -> set[int]:
-    """The PIDs of the master's child processes (gunicorn's workers), from /proc."""
+    """The PIDs of the master's workers (its child processes), from /proc.
+
+    Not multiprocessing's resource tracker: granian, starting its workers with
+    "spawn" (see run_granian.py), has that helper process besides them.
+    """
     pids: set[int] = set()
     try:
         tasks = list(Path(f"/proc/{master}/task").iterdir())
@@ -80,7 +84,14 @@ def worker_pids(master: int) -> set[int]:
             pids.update(int(pid) for pid in (task / "children").read_text().split())
         except OSError:  # a thread that ended meanwhile
             continue
-    return pids
+    return {pid for pid in pids if b"resource_tracker" not in _cmdline(pid)}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # it ended meanwhile
+        return b""
 
 
 def wait_for_workers(
