@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
 
 from tests.helpers.figures import record
 from tests.helpers.render import SWITCHES, render
@@ -104,36 +105,99 @@ def test_pip_audit_finds_no_known_vulnerability_in_the_pins(
         text=True,
         timeout=300,
     )
-    try:
-        dependencies = json.loads(result.stdout)["dependencies"]
-    except (json.JSONDecodeError, KeyError):
-        dependencies = None
-    audited = [d for d in dependencies or [] if "skip_reason" not in d]
-    if not audited:
+    scenario = f"pip-audit on the {len(pins)} pins of requirements.txt (every variant)"
+    unreachable = vulnerability_database_unreachable(result)
+    if unreachable:
         # No CI run can reach it either: this is not a missing tool, so it
-        # skips (with the reason) even with CI=true.
-        why = (
-            dependencies[0]["skip_reason"]
-            if dependencies
-            else (result.stderr.strip().splitlines() or ["no output"])[-1]
-        )
-        reason = f"pip-audit could not reach its vulnerability database from here ({why})"
+        # skips (with the reason) even with CI=true. Anything else fails.
         record(
             "41-pip-audit",
-            f"pip-audit on the {len(pins)} pins of requirements.txt (every variant)",
+            scenario,
             "static",
-            "not run: the vulnerability database (PyPI's JSON API, OSV) is unreachable here",
+            f"not run: the vulnerability database is unreachable here ({unreachable})",
             "0 known vulnerabilities",
         )
-        pytest.skip(reason)
-    vulnerable = [f"{d['name']} {d['version']}: {v['id']}" for d in audited for v in d["vulns"]]
+        pytest.skip(f"pip-audit could not reach its vulnerability database: {unreachable}")
+    assert result.returncode in (0, 1), result.stderr  # 1: it found vulnerabilities
+    dependencies = json.loads(result.stdout)["dependencies"]
+    audited = sorted(canonicalize_name(d["name"]) for d in dependencies)
+    assert audited == sorted(canonicalize_name(pin.split("==")[0]) for pin in pins)
+    vulnerable = [
+        f"{d['name']} {d['version']}: {v['id']}" for d in dependencies for v in d.get("vulns", [])
+    ]
     skipped = [f"{d['name']}: {d['skip_reason']}" for d in dependencies if "skip_reason" in d]
     record(
         "41-pip-audit",
-        f"pip-audit on the {len(pins)} pins of requirements.txt (every variant)",
+        scenario,
         "static",
-        f"{len(vulnerable)} known vulnerabilities in {len(audited)} audited packages",
+        f"{len(vulnerable)} known vulnerabilities in {len(dependencies) - len(skipped)} "
+        "audited packages",
         "0 known vulnerabilities",
     )
     assert not vulnerable, "\n".join(vulnerable)
     assert not skipped, "\n".join(skipped)
+
+
+# How pip-audit ends when it cannot reach the vulnerability service (requests'
+# exceptions, as its last line of stderr).
+NETWORK_ERRORS = (
+    "requests.exceptions.ConnectionError",
+    "requests.exceptions.ConnectTimeout",
+    "requests.exceptions.ReadTimeout",
+    "requests.exceptions.SSLError",
+)
+NOT_ON_PYPI = "Dependency not found on PyPI"
+
+
+def vulnerability_database_unreachable(result: subprocess.CompletedProcess[str]) -> str | None:
+    """The recognised reason pip-audit could not ask its database, or None.
+
+    Two are recognised: a network error reaching the service; and PyPI's JSON
+    API answering "not found" for every pin, which the real one never does for
+    published releases (a registry proxy that serves packages but not that API).
+    A crash, a malformed report, or a partial answer is not recognised: it fails.
+    """
+    last = (result.stderr.strip().splitlines() or [""])[-1]
+    if result.returncode != 0 and last.startswith(NETWORK_ERRORS):
+        return last.split(": ", 1)[0] + ": " + last.split("(Caused by ", 1)[-1][:120]
+    if result.returncode == 0:
+        try:
+            dependencies = json.loads(result.stdout)["dependencies"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return None
+        reasons = [d.get("skip_reason", "") for d in dependencies]
+        if reasons and all(reason.startswith(NOT_ON_PYPI) for reason in reasons):
+            return f"PyPI's JSON API knows none of the {len(reasons)} pins"
+    return None
+
+
+def completed(
+    returncode: int, stdout: str = "", stderr: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(["pip-audit"], returncode, stdout, stderr)
+
+
+NOT_FOUND = json.dumps(
+    {"dependencies": [{"name": "flask", "skip_reason": f"{NOT_ON_PYPI}: flask (3.1.2)"}]}
+)
+
+
+@pytest.mark.parametrize(
+    ("result", "recognised"),
+    [
+        (completed(1, stderr="Traceback ...\nrequests.exceptions.ConnectionError: (Caused by "
+                   "NameResolutionError(...))"), True),
+        (completed(0, stdout=NOT_FOUND), True),
+        (completed(1, stderr="Traceback ...\nKeyError: 'vulns'"), False),  # a crash
+        (completed(0, stdout="{not json"), False),  # a malformed report
+        (completed(0, stdout=json.dumps({"dependencies": [
+            {"name": "flask", "skip_reason": f"{NOT_ON_PYPI}: flask"},
+            {"name": "six", "version": "1.17.0", "vulns": []}]})), False),  # a partial answer
+        (completed(1, stderr="ERROR: invalid requirement: 'flask=='"), False),  # bad pins
+    ],
+    ids=["network", "json-api-absent", "crash", "malformed", "partial", "bad-pins"],
+)  # fmt: skip
+def test_pip_audit_skips_only_when_its_database_is_unreachable(
+    result: subprocess.CompletedProcess[str], recognised: bool
+) -> None:
+    assert (vulnerability_database_unreachable(result) is not None) is recognised
