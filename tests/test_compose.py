@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.containers import podman_env, run_podman
+from tests.helpers.containers import BASE_PYTHON, podman_env, run_podman
 from tests.helpers.images import (
     build_project_image,
     container_state,
@@ -189,7 +189,7 @@ def test_podman_compose_reads_every_variant(
 def test_compose_stack_serves_through_nginx(
     podman: dict[str, str], copie_session: Any, tmp_path: Path
 ) -> None:
-    project = render(copie_session)
+    project = render(copie_session, python_version=BASE_PYTHON)
     web_image = build_project_image(podman, project, "default").image
     # No registry here: the stack runs the image just built and a local
     # stand-in for nginx:*-alpine, through an override file (like a user's

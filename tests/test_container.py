@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.helpers.containers import ensure_base_image, podman_env, run_podman
+from tests.helpers.containers import BASE_PYTHON, ensure_base_image, podman_env, run_podman
 from tests.helpers.containers import wait_for_http as http_get
 from tests.helpers.images import (
     Build,
@@ -54,6 +55,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 RUN_ENV: dict[str, dict[str, str]] = {
     "postgresql": {"DATABASE_URL": "postgresql://app:x@127.0.0.1:1/app"},
 }
+
+
+PYTHON_VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
 
 
 def figure(text: str) -> None:
@@ -171,7 +175,8 @@ def image_of(podman: dict[str, str], copie_session: Any) -> Callable[[str], Buil
 
     def get(variant: str) -> Build:
         if variant not in builds:
-            project = render(copie_session, **VARIANTS[variant])
+            # The base image's Python stands in for python:X-slim (no registry).
+            project = render(copie_session, python_version=BASE_PYTHON, **VARIANTS[variant])
             builds[variant] = build_project_image(podman, project, variant)
         return builds[variant]
 
@@ -199,7 +204,8 @@ def touched_build(
 def test_image_serves_healthz_as_non_root(
     podman: dict[str, str], image_of: Callable[[str], Build], variant: str
 ) -> None:
-    image = image_of(variant).image
+    build = image_of(variant)
+    image = build.image
     # --format docker kept the HEALTHCHECK, and the user is numeric.
     inspect = run_podman(
         podman, "image", "inspect", "--format", "{{.User}}|{{json .HealthCheck}}", image
@@ -218,6 +224,10 @@ def test_image_serves_healthz_as_non_root(
         assert (status, json.loads(body)) == (200, {"status": "ok"})
         uid = run_podman(podman, "exec", name, "id", "-u").stdout.strip()
         assert uid == APP_UID, "the app must not run as root"
+        # The stand-in base image runs the Python the project was rendered for.
+        version = run_podman(podman, "exec", name, "python", "-c", PYTHON_VERSION).stdout
+        answers = yaml.safe_load((build.context / ".copier-answers.yml").read_text())
+        assert version.strip() == answers["python_version"]
         # No systemd here: health checks only run when asked to.
         check = run_podman(podman, "healthcheck", "run", name, check=False, timeout=60)
         assert check.returncode == 0, check.stdout + check.stderr

@@ -6,7 +6,6 @@ machine (podman, network, CA bundle) is the problem, not the template.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,11 @@ import pytest
 from tests.helpers.containers import (
     ca_bundle_volume,
     ensure_base_image,
-    podman_available,
     podman_env,
     run_podman,
     wait_for_http,
 )
+from tests.helpers.images import require_podman
 from tests.helpers.servers import free_port
 
 pytestmark = pytest.mark.container
@@ -43,19 +42,9 @@ CMD ["python", "-m", "http.server", "8000", "--bind", "0.0.0.0"]
 """
 
 
-def _require_podman() -> None:
-    """Skip when podman cannot run here; on CI a missing toolchain is a failure."""
-    reason = podman_available()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true but podman is unusable: {reason}")
-    pytest.skip(f"podman is unusable: {reason}")
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    _require_podman()
+    require_podman()
     return podman_env(tmp_path / "podman")
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.containers import podman_env, run_podman, wait_for_http
+from tests.helpers.containers import BASE_PYTHON, podman_env, run_podman, wait_for_http
 from tests.helpers.images import (
     add_slow_route,
     build_project_image,
@@ -261,7 +261,7 @@ def test_kube_play_runs_the_deployment(copie_session: Any, tmp_path: Path) -> No
     `kube down` alone kills (podman < 5.1), so the pod is stopped first."""
     require_podman()
     env = podman_env(tmp_path / "podman")
-    project = render(copie_session, with_k8s=True)
+    project = render(copie_session, with_k8s=True, python_version=BASE_PYTHON)
     add_slow_route(project)
     build = build_project_image(env, project, "k8s")
 

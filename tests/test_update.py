@@ -32,6 +32,7 @@ from tests.helpers.template_versions import (
     V2_DOCKERFILE,
     V2_GUNICORN_TAIL,
     V2_NGINX_TAIL,
+    V2_PROCFILE,
     V2_STYLE,
     V2_TIMEOUT,
     V2_VIEW,
@@ -115,6 +116,9 @@ def test_update_succeeds_and_records_the_new_version(main_update: Updated) -> No
 
 
 def test_every_user_edit_is_still_there(main_update: Updated) -> None:
+    # The update ran and finished: kept edits prove nothing otherwise.
+    assert main_update.result.returncode == 0, main_update.output
+    assert yaml.safe_load(main_update.read(".copier-answers.yml"))["_commit"] == V2
     gunicorn = main_update.read("gunicorn.conf.py")
     assert gunicorn.startswith(USER_GUNICORN_HEAD + "\n")
     assert USER_TIMEOUT in gunicorn, "the conflicting line is kept, never overwritten"
@@ -236,6 +240,9 @@ def test_a_moved_file_keeps_the_users_edits_at_its_new_place(
     assert moved.rstrip().endswith(V2_NGINX_TAIL), "and the template's change merged in"
     assert not (project / NGINX_AT_V1).exists()
     assert marker_files(project) == [] and conflict_files(project) == []
+    # 2.0.0 changes the Procfile too: a user who kept it gets the change (the
+    # main scenario's user deleted it, and it must stay deleted).
+    assert (project / "Procfile").read_text().rstrip().endswith(V2_PROCFILE)
     # The migration ran exactly once, and merged three ways (with a real base).
     runs = re.findall(r"^move_path: .*$", output, re.MULTILINE)
     assert runs == [

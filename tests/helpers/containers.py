@@ -42,8 +42,9 @@ from pathlib import Path
 # -- knobs ---------------------------------------------------------------------
 
 #: Debian suite of the base image. Its python3 is 3.11, so projects under test
-#: must be rendered with python_version 3.11.
+#: must be rendered with python_version 3.11 (BASE_PYTHON).
 DEBIAN_SUITE = "bookworm"
+BASE_PYTHON = "3.11"
 
 #: Packages on top of debootstrap's minbase: what the official python image
 #: offers (python, pip, venv) plus CA certificates for HTTPS.

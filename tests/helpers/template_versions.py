@@ -6,9 +6,10 @@ tests run). So the tests build a template repo of their own in a temp dir:
 
 - 1.0.0 is the working tree as it is: copier.yml, template/, hooks/;
 - 2.0.0 is 1.0.0 plus the deliberate changes below, the kind a real release
-  makes: a changed gunicorn setting, a new view, a Dockerfile line, the nginx
-  config moved (with a `_migrations` entry, as a real release must), and a
-  change to a file the user owns (which must not arrive).
+  makes: a changed gunicorn setting, a new view, a Dockerfile line, a Procfile
+  line (so that a user who deleted the Procfile proves it stays deleted), the
+  nginx config moved (with a `_migrations` entry, as a real release must), and
+  a change to a file the user owns (which must not arrive).
 
 Each change is made by anchoring on a line that any version of the template
 has, and fails loudly when the anchor is gone, so that edits to the template by
@@ -48,6 +49,7 @@ V2_TIMEOUT = 'timeout = env_int("GUNICORN_TIMEOUT", 45)  # v2: a shorter bound'
 V2_GUNICORN_TAIL = "# v2: a closing note added by the template"
 V2_VIEW = '@bp.get("/v2")\ndef v2_page() -> str:\n    return "added in v2"\n'
 V2_DOCKERFILE = 'LABEL org.opencontainers.image.version="2.0.0"'
+V2_PROCFILE = "# v2: a note the template added to the Procfile"
 V2_NGINX_TAIL = "# v2: a note added by the template"
 V2_STYLE = "/* v2: a change the user's own stylesheet must not get */"
 
@@ -109,6 +111,7 @@ def _make_v2(root: Path) -> None:
     append(gunicorn, V2_GUNICORN_TAIL)
     append(template / "{{package_name}}" / "views.py.jinja", "\n\n" + V2_VIEW)
     append(template / "{% if with_docker %}Dockerfile{% endif %}.jinja", V2_DOCKERFILE)
+    append(template / "{% if with_procfile %}Procfile{% endif %}.jinja", V2_PROCFILE)
     append(template / "{{package_name}}" / "static" / "style.css", V2_STYLE)
 
     # The move: git sees a rename; Copier sees a deleted and an added file.
