@@ -122,8 +122,10 @@ def test_waitress_without_secret_refuses_with_one_line(
         text=True,
         timeout=20,
     )
-    assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith("FLASK_SECRET_KEY must be set")
+    assert result.returncode == 4, result.stderr
+    # The whole of stderr: one line, no traceback above it.
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("FLASK_SECRET_KEY must be set"), result.stderr
 
 
 # Runs wsgi.py as a script and reports every socket it tried to listen on.
