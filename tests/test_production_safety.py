@@ -73,7 +73,7 @@ def test_an_exception_is_a_generic_500_and_its_traceback_goes_to_stderr(
     record(
         "20-error-500",
         "an exception in a view, production settings",
-        "gunicorn gthread 2x4",
+        production.label,
         f"HTTP 500, generic page ({len(response.body)} bytes), {len(leaked)} leaks; "
         "traceback on stderr, access line on stdout",
         "no traceback or message to the client; traceback on stderr",
@@ -142,7 +142,7 @@ def test_session_cookies_are_secure_httponly_and_samesite(production: Stack) -> 
     record(
         "21-session-cookie",
         "the session cookie, production settings",
-        "gunicorn gthread 2x4",
+        production.label,
         flags,
         "Secure, HttpOnly, SameSite=Lax",
     )
@@ -255,7 +255,7 @@ def test_hostile_input_to_gunicorn_alone_gets_4xx(
     record(
         "30-hostile-gunicorn",
         f"{len(HOSTILE)} malformed or hostile requests (see test)",
-        "gunicorn gthread 2x4 alone, FLASK_TRUSTED_HOSTS set",
+        f"{stack.label} alone, FLASK_TRUSTED_HOSTS set",
         f"{summary(statuses)}; 0 workers died. Without TRUSTED_HOSTS "
         f"{len(open_hosts)} bad Host cases reach the app",
         "4xx for every one, no worker dies",
@@ -277,7 +277,7 @@ def test_hostile_input_through_nginx_gets_4xx(
     record(
         "31-hostile-nginx",
         f"{len(HOSTILE)} malformed or hostile requests (see test)",
-        "nginx → gunicorn gthread 2x4 (unix socket)",
+        stack.label,
         f"{summary(statuses)} (closed: 444, unknown names); 0 workers died",
         "4xx or dropped (444) for every one, no worker dies",
     )
