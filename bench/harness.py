@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen, machine, report
+from bench import loadgen, machine, publish, report
 from bench.launch import Running, nginx_available, running
 from bench.memory import settled_pss_mib, stack_pss_mib
 from bench.project import REPO, Project, render
-from bench.stacks import ROUTES, Stack, select
+from bench.stacks import ROUTES, STACKS, Stack, select
 from tests.helpers.servers import http_get
 
 PLOT = Path(__file__).resolve().parent / "plot.py"
@@ -33,6 +33,7 @@ PATHS = {route: f"/bench/{route}" for route in ROUTES}
 QUIET_WAIT_S = 20.0
 # A measurement disturbed by others is taken again at most this many times.
 RETRIES = 1
+DEFAULT_COUNT = sum(stack.default for stack in STACKS)
 STARTUP_ESTIMATE_S = 3.0  # start, health check, memory, stop: per stack and pass
 
 
@@ -43,7 +44,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=3, help="seconds of load per route (3)")
     parser.add_argument("--passes", type=int, default=3, help="rounds over every stack (3)")
     parser.add_argument(
-        "--stacks", help="comma-separated names (bench/README.md), or all; default: the usual 15"
+        "--stacks",
+        help=f"comma-separated names (bench/README.md), or all; default: the usual {DEFAULT_COUNT}",
     )
     parser.add_argument("--routes", default=",".join(ROUTES), help="json,cpu,io (all three)")
     parser.add_argument("--smoke", action="store_true", help="1 s per route, 1 pass: a test run")
@@ -56,7 +58,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--python-load", action="store_true", help="use the Python load generator even with wrk"
     )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="then copy results.json to bench/results.json and regenerate the README's table",
+    )
     args = parser.parse_args(argv)
+    if args.publish and (args.smoke or args.stacks or args.routes != ",".join(ROUTES)):
+        parser.error("--publish is for a full run: no --smoke, --stacks or --routes")
     if args.smoke:
         args.duration, args.passes = 1, 1
     args.routes = [r for r in ROUTES if r in args.routes.split(",")]
@@ -246,6 +255,9 @@ def main(argv: list[str]) -> int:
         print("nginx is not installed (apt-get install nginx): skipping the nginx stacks")
         stacks = [s for s in stacks if not (s.behind_nginx or s.server == "none")]
     use = "python" if args.python_load else loadgen.generator()
+    if args.publish and (use != "wrk" or not nginx_available()):
+        # The README's figures come from wrk, with every stack, or not at all.
+        raise SystemExit("--publish needs wrk and nginx (apt-get install wrk nginx)")
     if use == "python":
         print("Using the Python load generator: figures are capped by it (apt-get install wrk)")
     measured = sum(len([r for r in args.routes if r in s.routes]) for s in stacks)
@@ -312,7 +324,14 @@ def main(argv: list[str]) -> int:
     (args.out / "results.md").write_text(table)
     plot(project, results_json, args.out / "results.png")
     print(f"\n{table}\nWritten: {results_json}, results.md, results.png")
-    return 1 if results["failures"] else 0
+    if results["failures"]:
+        return 1
+    if args.publish:
+        # The committed copy is what the README quotes (bench/publish.py).
+        shutil.copyfile(results_json, publish.RESULTS)
+        publish.update_readme(results)
+        print(f"Published: {publish.RESULTS.relative_to(REPO)} and README.md's table")
+    return 0
 
 
 if __name__ == "__main__":

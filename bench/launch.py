@@ -66,6 +66,13 @@ def nginx_available() -> bool:
     return found is not None and MIME_TYPES.exists()
 
 
+# granian's command line with spawned workers, as the generated run_granian.py starts it.
+SPAWNED_GRANIAN = (
+    "import multiprocessing; multiprocessing.set_start_method('spawn'); "
+    "from granian.cli import entrypoint; entrypoint()"
+)
+
+
 def server_command(stack: Stack, project: Project, port: int) -> list[str]:
     """The command line of the stack's app server, listening on `port` unless behind nginx."""
     bindir = project.bindir
@@ -85,8 +92,11 @@ def server_command(stack: Stack, project: Project, port: int) -> list[str]:
     if stack.server == "granian":
         # --respawn-failed-workers: without it one dead worker stops the whole
         # server (measured, DESIGN.md section 5).
+        granian = [str(bindir / "granian")]
+        if stack.spawn:
+            granian = [str(bindir / "python"), "-c", SPAWNED_GRANIAN]
         return [
-            str(bindir / "granian"),
+            *granian,
             "--interface",
             "wsgi",
             "--workers",

@@ -35,6 +35,10 @@ class Stack:
     upstream_keepalive: int | None = None
     routes: tuple[str, ...] = ROUTES
     default: bool = True  # part of a run without --stacks
+    # granian only: start workers with multiprocessing's "spawn", as the
+    # generated run_granian.py does, instead of forking them (granian's default
+    # before Python 3.14).
+    spawn: bool = False
 
 
 def _nginx_threads(threads: int, default: bool = True) -> Stack:
@@ -109,6 +113,9 @@ STACKS: tuple[Stack, ...] = (
         env={"GUNICORN_WORKER_CLASS": "gevent", "WEB_CONCURRENCY": "2"},
     ),
     Stack("granian-2", "granian WSGI, 2 workers", "granian"),
+    Stack(
+        "granian-2-spawn", "granian WSGI, 2 spawned workers (run_granian.py)", "granian", spawn=True
+    ),
     # nginx answering a fixed JSON body itself: the ceiling of anything behind it.
     Stack("nginx-raw", "nginx alone, static JSON (upper bound)", "none", routes=("json",)),
     # Not in the default run (name them with --stacks): settings whose effect
