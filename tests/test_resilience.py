@@ -136,7 +136,8 @@ NGINX_LOSSES_PER_KILL = 1
 
 @dataclass(frozen=True)
 class Kill:
-    at: float  # time.monotonic() when the victim was stopped, just before SIGKILL
+    stopped: float  # time.monotonic() when the victim was frozen (SIGSTOP)
+    killed: float  # and when SIGKILL was sent, a moment later
     victim: int
     held: int  # client connections the victim held then: all it can take with it
     respawn: float  # seconds until the master had forked a replacement
@@ -158,25 +159,28 @@ def kill_workers_under_load(stack: Stack) -> tuple[Load, list[Kill]]:
             stopped = time.monotonic()
             held = connections_held(victim, stack.master)
             os.kill(victim, signal.SIGKILL)
+            killed = time.monotonic()
             workers = wait_for_workers(
                 stack.master,
                 lambda pids, victim=victim: len(pids) == 2 and victim not in pids,
                 f"respawn after killing {victim}",
                 deadline=10,
             )
-            kills.append(Kill(stopped, victim, held, time.monotonic() - stopped))
+            kills.append(Kill(stopped, killed, victim, held, time.monotonic() - stopped))
             load.wait_for(ok=50)  # the survivors and the new worker serve
     return load, kills
 
 
 def failures_by_kill(load: Load, kills: list[Kill]) -> tuple[list[int], list[Outcome]]:
-    """Each failed request tied to the kill it overlapped (in flight when the
-    victim was stopped): the count per kill, and the failures that overlapped none."""
+    """Each failed request tied to the kill it overlapped (in flight between
+    SIGSTOP and SIGKILL): the count per kill, and the failures that overlapped none."""
     per_kill = [0] * len(kills)
     unexplained = []
     for outcome in load.failed:
         overlapped = [
-            i for i, kill in enumerate(kills) if outcome.started <= kill.at <= outcome.ended
+            i
+            for i, kill in enumerate(kills)
+            if outcome.started <= kill.killed and outcome.ended >= kill.stopped
         ]
         if overlapped:
             per_kill[overlapped[0]] += 1
