@@ -75,6 +75,8 @@ def main(argv: list[str]) -> int:
     generated = table()
     sys.stdout.write(generated + "\n")
     if "--readme" in argv:
+        if not list(FIGURES.glob("*.json")):
+            raise SystemExit("No figures recorded: run the suite (python3 dev.py test) first.")
         README.write_text(replace_between(README.read_text(), START, END, generated))
         print(f"Written into {README.name}", file=sys.stderr)
     return 0
