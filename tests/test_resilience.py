@@ -293,7 +293,8 @@ def test_sigterm_and_the_listen_queue(
             sent = time.monotonic()
             stack.gunicorn.process.send_signal(signal.SIGTERM)
             load.stop()  # each client finishes the request it has started
-        assert stack.gunicorn.process.wait(timeout=35) == 0
+        returncode = stack.gunicorn.process.wait(timeout=35)
+    assert returncode == 0, stack.gunicorn.output()[-3000:]
     sent_before = [o for o in load.outcomes if o.started < sent and o.ended > sent]
     lost = [o for o in sent_before if not o.ok]
     record(
@@ -311,7 +312,7 @@ def test_sigterm_and_the_listen_queue(
         # gthread workers accept every waiting connection at once (up to
         # worker_connections), so none waits in the kernel's queue when the
         # listening socket closes: every request sent before SIGTERM finishes.
-        assert not lost, [o.error for o in lost]
+        assert not lost, f"{[o.error for o in lost]} of {len(sent_before)}: {load.summary()}"
     else:
         # A sync worker accepts one connection at a time: at most `workers`
         # requests are inside gunicorn, the rest wait in the listen queue and
