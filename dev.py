@@ -3,6 +3,7 @@
 
     python3 dev.py demo    render a project with the defaults and serve it with gunicorn
     python3 dev.py test    run the template's test suite (extra arguments go to pytest)
+    python3 dev.py lock    regenerate every variant's uv.lock and requirements.txt (locks/)
 
 Both build `.venv` from the `test` group in pyproject.toml first (again only
 when pyproject.toml changes), so nothing needs installing by hand. As root on
@@ -149,10 +150,12 @@ def wait_for(url: str, server: subprocess.Popen[bytes], seconds: float = 30) -> 
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[1] not in {"demo", "test"}:
+    if len(argv) < 2 or argv[1] not in {"demo", "test", "lock"}:
         print(__doc__)
         return 2
     ensure_venv()
+    if argv[1] == "lock":
+        return subprocess.run(in_venv("locks/update.py", *argv[2:]), cwd=REPO).returncode
     return demo(argv[2:]) if argv[1] == "demo" else test(argv[2:])
 
 

@@ -1,9 +1,11 @@
 """One virtualenv with a rendered project's dependencies, shared by every test.
 
-Rendered projects of one template version pin the same dependencies, so they
-can share a single environment: it is keyed by the pins and the interpreter,
-built once (under a file lock, so pytest-xdist workers wait for each other
-instead of racing) and cached outside the clone so that reruns are instant.
+Rendered projects of one template version and variant ship the same uv.lock,
+so they can share a single environment: it is keyed by the lock and the
+interpreter, built once with `uv sync --locked` as the projects' README does
+(under a file lock, so pytest-xdist workers wait for each other instead of
+racing) and cached outside the clone so that reruns are instant. A lock that no
+longer matches its pyproject.toml, or no longer installs, fails here.
 Projects are not installed into it; tests run them from their own folder.
 """
 
@@ -12,32 +14,37 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
+from tests.helpers.tools import require_tool
+
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "copier-flask"
-# Installed besides the pins: waitress, which requirements.txt only pulls in
-# on Windows, so that the tests can boot the app under it here too.
+# Installed besides the lock: waitress, which the lock only pulls in on
+# Windows, so that the tests can boot the app under it here too.
 EXTRA = ["waitress==3.0.2"]
 
 
-def _dependency_groups(pyproject: str) -> str:
-    """The [dependency-groups] table's text: names and versions vary per
-    project, the tools they pin do not."""
-    start = pyproject.index("[dependency-groups]")
-    end = pyproject.find("\n[", start + 1)
-    return pyproject[start : end if end != -1 else None]
-
-
 def _key(project: Path) -> str:
+    """The lock without the project's own name (which varies from test to test)."""
+    pyproject = (project / "pyproject.toml").read_text()
+    name = re.search(r'^name = "(.+)"$', pyproject, flags=re.MULTILINE)[1]  # type: ignore[index]
+    lock = (project / "uv.lock").read_text()
+    lock = re.sub(rf'^name = "{re.escape(name)}"$', 'name = "PROJECT"', lock, flags=re.MULTILINE)
     digest = hashlib.sha256()
     digest.update(sys.version.encode())
-    digest.update((project / "requirements.txt").read_bytes())
-    digest.update(_dependency_groups((project / "pyproject.toml").read_text()).encode())
+    digest.update(lock.encode())
     digest.update(" ".join(EXTRA).encode())
     return digest.hexdigest()[:16]
+
+
+def uv_environment(**extra: str) -> dict[str, str]:
+    """Settings for running uv in tests: this interpreter, never a download
+    (python-build-standalone comes from GitHub, unreachable here)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV"))}
+    return env | {"UV_PYTHON": sys.executable, "UV_PYTHON_DOWNLOADS": "never"} | extra
 
 
 def project_environment(bindir: Path, **extra: str) -> dict[str, str]:
@@ -68,7 +75,7 @@ def run_project_tests(project: Path, env: dict[str, str]) -> subprocess.Complete
 
 
 def project_venv(project: Path) -> Path:
-    """The bin/ folder of a virtualenv holding `project`'s pins and dev group."""
+    """The bin/ folder of a virtualenv holding `project`'s locked packages and dev group."""
     target = CACHE / "venvs" / _key(project)
     bindir = target / "bin"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -76,17 +83,16 @@ def project_venv(project: Path) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / ".complete").exists():
             return bindir
-        venv.EnvBuilder(clear=True, with_pip=True).create(target)
-        pip = [str(bindir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        # The projects document `pip install --group dev`, which needs pip >= 25.1.
-        _quiet([*pip, "--upgrade", "pip>=25.1"], project)
-        _quiet([*pip, "-r", "requirements.txt", "--group", "dev", *EXTRA], project)
+        uv = require_tool("uv")
+        env = uv_environment(UV_PROJECT_ENVIRONMENT=str(target))
+        _quiet([uv, "sync", "--locked"], project, env)
+        _quiet([uv, "pip", "install", "--python", str(bindir / "python"), *EXTRA], project, env)
         (target / ".complete").touch()
     return bindir
 
 
-def _quiet(command: list[str], cwd: Path) -> None:
-    """Run pip; show its output only when it fails."""
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+def _quiet(command: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Run uv; show its output only when it fails."""
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
