@@ -44,7 +44,9 @@ SLUG_LINE = f'name = "{SLUG}"'
 SLUG_TEMPLATE = 'name = "{{ project_slug }}"'
 
 # Exactly how the generated project's README, CI and pre-commit hook export it.
-EXPORT = ["export", "--frozen", "--no-dev", "--no-emit-project", "--quiet"]
+# (--no-annotate: "# via" comments would name the project, in an order that
+# depends on its name.)
+EXPORT = ["export", "--frozen", "--no-dev", "--no-emit-project", "--no-annotate", "--quiet"]
 EXPORT_OUTPUT = ["--output-file", "requirements.txt"]
 FIX = "python3 dev.py lock"
 
@@ -69,7 +71,9 @@ def uv_env() -> dict[str, str]:
 
 
 def run_uv(project: Path, *args: str) -> None:
-    result = subprocess.run([uv(), *args], cwd=project, env=uv_env(), capture_output=True, text=True)
+    result = subprocess.run(
+        [uv(), *args], cwd=project, env=uv_env(), capture_output=True, text=True
+    )
     if result.returncode != 0:
         sys.exit(f"uv {' '.join(args)} failed in {project.name}:\n{result.stderr}")
 
@@ -103,7 +107,8 @@ def lock_variant(variant: tuple[str, str], upgrade: bool) -> str:
         run_uv(project, "lock", *(["--upgrade"] if upgrade else []))
         run_uv(project, *EXPORT, *EXPORT_OUTPUT)
         text = lockfile.read_text()
-        assert text.count(SLUG_LINE) == 1, f"{variant}: the project's entry is not in uv.lock"
+        if text.count(SLUG_LINE) != 1:
+            sys.exit(f"{variant}: the project's entry is not in uv.lock")
         target = variant_dir(*variant)
         target.mkdir(parents=True, exist_ok=True)
         (target / "uv.lock").write_text(text.replace(SLUG_LINE, SLUG_TEMPLATE))
