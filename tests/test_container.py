@@ -22,7 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.containers import BASE_PYTHON, ensure_base_image, podman_env, run_podman
+from tests.helpers.containers import (
+    BASE_PYTHON,
+    PodmanError,
+    ensure_base_image,
+    podman_env,
+    run_podman,
+)
 from tests.helpers.containers import wait_for_http as http_get
 from tests.helpers.images import (
     Build,
@@ -122,10 +128,13 @@ def test_dockerfile_shape(default_project: Path) -> None:
 
     # Dependencies before code, so a code change keeps the dependency layer.
     final = [i for i, k in enumerate(keywords) if k == "FROM"][1]
-    pip = next(i for i, (k, r) in enumerate(steps) if k == "RUN" and "-m pip " in r)
-    copies = [i for i, (k, r) in enumerate(steps) if k == "COPY" and "requirements" not in r]
-    assert pip < final < min(copies)
-    assert ("COPY", "requirements.txt /tmp/requirements.txt") in steps[:pip]
+    sync = steps.index(("RUN", "uv sync --locked --no-dev --no-install-project"))
+    lock = steps.index(("COPY", "pyproject.toml uv.lock ./"))
+    code = [i for i, (k, r) in enumerate(steps) if k == "COPY" and i > final]
+    assert lock < sync < final < min(code)
+    # uv comes from PyPI, pinned, before the lock (a lock change does not fetch it again).
+    uv = next(i for i, (k, r) in enumerate(steps) if k == "RUN" and '"uv==${UV_VERSION}"' in r)
+    assert uv < lock
     # Only what runs reaches the final image.
     copied = " ".join(r for k, r in steps[final:] if k == "COPY")
     assert "tests" not in copied and ". ." not in copied
@@ -257,18 +266,21 @@ def test_final_image_holds_only_what_runs(
             "sh",
             "-c",
             "ls -A /app; echo ---; ls /venv/bin; echo ---;"
-            " command -v gcc cc make curl || true; ls -d /root/.cache 2>/dev/null || true",
+            " command -v gcc cc make curl uv || true; ls -d /root/.cache 2>/dev/null || true",
             timeout=60,
         ).stdout.split("---")
     app, venv_bin, tools = (part.split() for part in listing)
     assert sorted(app) == ["demo_shop", "gunicorn.conf.py", "gunicorn_hooks.py", "wsgi.py"]
-    assert "pip" not in venv_bin and "gunicorn" in venv_bin
+    assert "gunicorn" in venv_bin and not {"pip", "uv"} & set(venv_bin)
     assert tools == [], f"build tools or caches in the final image: {tools}"
 
     base = image_megabytes(podman, ensure_base_image(podman))
     final = image_megabytes(podman, build.image)
     figure(f"image size: base {base:.1f} MB, final {final:.1f} MB (+{final - base:.1f} MB)")
     assert final - base < 40, "the app and its dependencies should add tens of MB at most"
+    # Installing from uv.lock instead of requirements.txt with pip (158.8 MB
+    # on this base) must not grow the image by more than 5%.
+    assert final < 158.8 * 1.05, f"{final:.1f} MB"
 
 
 @pytest.mark.container
@@ -288,9 +300,9 @@ def test_app_that_cannot_start_stops_the_container_with_its_reason(
 @pytest.mark.container
 def test_code_change_reuses_the_dependency_layer(touched_build: Build) -> None:
     steps = touched_build.steps()
-    pip = [cached for step, cached in steps if step.startswith("RUN") and "-m pip " in step]
+    sync = [cached for step, cached in steps if step.startswith("RUN uv sync")]
     code = [cached for step, cached in steps if step.startswith("COPY demo_shop")]
-    assert pip == [True], "the pip install step must come from the cache\n" + touched_build.output
+    assert sync == [True], "the uv sync step must come from the cache\n" + touched_build.output
     assert code == [False], "the changed code must be copied again\n" + touched_build.output
     figure(f"rebuild after a code change: {touched_build.seconds:.1f} s (dependencies cached)")
 
@@ -333,3 +345,22 @@ def test_sigterm_lets_the_request_in_flight_finish(
     assert "Handling signal: term" in output
     assert 1 < stopped < 30, "gunicorn waits for the request, and no longer than graceful_timeout"
     figure(f"podman stop with a 3 s request in flight: container exited 0 after {stopped:.1f} s")
+
+
+@pytest.mark.container
+def test_stale_lock_stops_the_build_and_names_the_fix(
+    podman: dict[str, str], image_of: Callable[[str], Build], tmp_path: Path
+) -> None:
+    """A dependency added to pyproject.toml without `uv lock`: the build fails
+    at the install step, saying which command fixes it, and installs nothing."""
+    project = tmp_path / "project"
+    shutil.copytree(image_of("default").context, project)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('"flask>=3.1,<4",', '"flask>=3.1,<4", "rich",')
+    )
+    with pytest.raises(PodmanError) as failed:
+        build_project_image(podman, project, "stale-lock")
+    output = str(failed.value)
+    assert "needs to be updated, but `--locked` was provided" in output, output
+    assert "run `uv lock`" in output, output
