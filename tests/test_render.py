@@ -185,7 +185,9 @@ def test_gunicorn_config_reads_at_a_glance(default_project: Path) -> None:
 @pytest.mark.parametrize("python_version", ["3.11", "3.12", "3.13", "3.14"])
 def test_python_version_reaches_every_place(copie: Any, python_version: str) -> None:
     project = render(copie, python_version=python_version)
-    assert f'requires-python = ">={python_version}"' in (project / "pyproject.toml").read_text()
+    # requires-python is the lock's floor (3.11, one lock for every version);
+    # .python-version is the version the project develops on (uv reads it).
+    assert (project / ".python-version").read_text() == f"{python_version}\n"
     assert (
         f'target-version = "py{python_version.replace(".", "")}"'
         in (project / "pyproject.toml").read_text()
