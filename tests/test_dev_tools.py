@@ -1,0 +1,111 @@
+"""The generated developer tooling passes on a fresh render of every variant:
+`pre-commit run --all-files` (hooks installed from PyPI), mypy, and the
+project's tests with coverage above the floor in pyproject.toml, each run as
+the generated CI runs it, from the shared project venv (installed from the
+variant's lock)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.project_env import CACHE, project_environment, project_venv, uv_environment
+from tests.helpers.render import render
+
+pytestmark = pytest.mark.boot
+
+# Code differs by database and server; python_version only changes settings
+# (mypy's python_version, ruff's target), so one variant checks 3.14.
+VARIANTS = {
+    f"{database}-{server}": {"database": database, "server": server}
+    for database in ("none", "sqlite", "postgresql")
+    for server in ("gunicorn", "granian")
+} | {
+    "py3.14-bare": {
+        "python_version": "3.14",
+        "with_docker": False,
+        "with_nginx": False,
+        "with_procfile": False,
+        "ci": "none",
+    },
+}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def checked(request: pytest.FixtureRequest, copie_session: Any) -> tuple[Path, dict[str, str]]:
+    """A fresh render, committed to git as a user's first commit would be (pre-commit
+    only sees tracked files), and the environment to run its tools in."""
+    project = render(copie_session, **VARIANTS[request.param])
+    for command in (["init", "-q"], ["add", "-A"]):
+        subprocess.run(["git", *command], cwd=project, check=True, timeout=60)
+    env = project_environment(project_venv(project))
+    # Hook environments are shared between runs; uv (in the lock hooks) uses
+    # this interpreter, as it cannot download the project's here.
+    env |= {k: v for k, v in uv_environment().items() if k.startswith("UV_")}
+    env["PRE_COMMIT_HOME"] = str(CACHE / "pre-commit")
+    env["MYPY_CACHE_DIR"] = str(CACHE / "mypy" / request.param)
+    return project, env
+
+
+def run(project: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(command), cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_pre_commit_passes_on_every_file(checked: tuple[Path, dict[str, str]]) -> None:
+    project, env = checked
+    result = run(project, env, "pre-commit", "run", "--all-files", "--show-diff-on-failure")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for hook in ("no merge conflict markers", "ruff format", "uv.lock matches pyproject.toml"):
+        assert re.search(rf"^{re.escape(hook)}\.+Passed$", result.stdout, re.MULTILINE), hook
+
+
+def test_pre_commit_catches_a_merge_conflict_marker(checked: tuple[Path, dict[str, str]]) -> None:
+    """The hook a `copier update` with conflicts needs really fails."""
+    project, env = checked
+    readme = project / "README.md"
+    original = readme.read_text()
+    readme.write_text(original + "<<<<<<< before updating\nmine\n=======\ntheirs\n>>>>>>> after\n")
+    try:
+        result = run(
+            project, env, "pre-commit", "run", "check-merge-conflict", "--files", "README.md"
+        )
+    finally:
+        readme.write_text(original)
+    assert result.returncode == 1 and "Merge conflict string" in result.stdout, result.stdout
+
+
+def test_mypy_passes(checked: tuple[Path, dict[str, str]]) -> None:
+    project, env = checked
+    result = run(project, env, "mypy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("Success: no issues found"), result.stdout
+
+
+def test_tests_pass_with_coverage_above_the_floor(checked: tuple[Path, dict[str, str]]) -> None:
+    project, env = checked
+    result = run(project, env, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--cov")
+    assert result.returncode == 0, result.stdout + result.stderr
+    floor = re.search(r"^fail_under = (\d+)", (project / "pyproject.toml").read_text(), re.M)
+    assert floor and f"Required test coverage of {floor[1]}.0% reached" in result.stdout
+
+
+def test_no_stray_files_from_the_tools(checked: tuple[Path, dict[str, str]]) -> None:
+    """What the tools write (.coverage, caches) is ignored by git."""
+    project, _ = checked
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored=no"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+    ).stdout
+    untracked = [line for line in status.splitlines() if line.startswith("??")]
+    assert untracked == [], untracked
