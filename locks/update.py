@@ -103,7 +103,7 @@ def lock_variant(variant: tuple[str, str], upgrade: bool) -> str:
         project = render(database, server, Path(tmp) / "project")
         lockfile = project / "uv.lock"
         if not lockfile.read_text().strip():
-            lockfile.unlink()  # a new variant: nothing to start from
+            lockfile.unlink()  # a new variant: nothing to start from, see main()
         run_uv(project, "lock", *(["--upgrade"] if upgrade else []))
         run_uv(project, *EXPORT, *EXPORT_OUTPUT)
         text = lockfile.read_text()
@@ -120,6 +120,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upgrade", action="store_true", help="newest allowed versions")
     args = parser.parse_args(argv)
+    # The template includes both files of its variant: a new variant starts
+    # from empty ones so that it renders at all.
+    for variant in VARIANTS:
+        for name in ("uv.lock", "requirements.txt"):
+            path = variant_dir(*variant) / name
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("")
     # uv does the network work; two at a time keeps a 2-core machine usable.
     with ThreadPoolExecutor(max_workers=2) as pool:
         for name in pool.map(lambda v: lock_variant(v, args.upgrade), VARIANTS):

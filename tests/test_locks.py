@@ -11,11 +11,13 @@ and by test_every_lock_installs_with_hashes below.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from locks.update import EXPORT, FIX, LOCKS, VARIANTS, variant_dir
 from tests.helpers.project_env import project_venv, uv_environment
@@ -24,6 +26,7 @@ from tests.helpers.tools import require_tool
 
 pytestmark = pytest.mark.quick
 
+REPO = Path(__file__).resolve().parent.parent
 IDS = [f"{database}-{server}" for database, server in VARIANTS]
 
 
@@ -95,3 +98,20 @@ def test_every_lock_installs_with_hashes(copie_session: Any, variant: tuple[str,
     expected = {"flask", server} | ({"sqlalchemy"} if database != "none" else set())
     expected |= {"psycopg"} if database == "postgresql" else set()
     assert installed == expected
+
+
+def test_one_uv_and_one_ruff_version_everywhere(default_project: Path) -> None:
+    """The uv that made the locks is the one projects use (Dockerfile, CI,
+    pre-commit); pre-commit's ruff is the dev group's."""
+    made_by = subprocess.run(
+        [require_tool("uv"), "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+    answers = yaml.safe_load((REPO / "copier.yml").read_text())
+    assert answers["uv_version"]["default"] == made_by
+    files = [".pre-commit-config.yaml", "Dockerfile", ".github/workflows/ci.yml"]
+    for name in files:
+        assert f"uv=={made_by}" in (default_project / name).read_text() or (
+            f"UV_VERSION={made_by}" in (default_project / name).read_text()
+        ), name
+    ruff = re.search(r'"ruff==([\d.]+)"', (default_project / "pyproject.toml").read_text())
+    assert ruff and f"ruff=={ruff[1]}" in (default_project / ".pre-commit-config.yaml").read_text()

@@ -20,8 +20,9 @@ BASE_ANSWERS: dict[str, Any] = {
 SWITCHES = ("with_docker", "with_nginx", "with_procfile")
 
 # Leftover Jinja: an unrendered expression or statement. (Flask templates in
-# <package>/templates legitimately contain Jinja, so they are not scanned.)
-JINJA_LEFTOVER = re.compile(r"\{\{\s*[a-z_]+[^}]*\}\}|\{%-?\s*(if|for|endif|endfor|raw)\b")
+# <package>/templates legitimately contain Jinja, so they are not scanned; nor
+# are GitHub Actions expressions, ${{ ... }}.)
+JINJA_LEFTOVER = re.compile(r"(?<!\$)\{\{\s*[a-z_]+[^}]*\}\}|\{%-?\s*(if|for|endif|endfor|raw)\b")
 
 # Rendered text must read as if written by hand (see text_problems).
 MAX_LINE = 100

@@ -140,6 +140,7 @@ def build_template_versions(root: Path) -> Path:
     shutil.copytree(REPO / "template", root / "template", ignore=ignore)
     shutil.copytree(REPO / "hooks", root / "hooks", ignore=ignore)
     shutil.copytree(REPO / "includes", root / "includes", ignore=ignore)
+    shutil.copytree(REPO / "locks", root / "locks", ignore=ignore)  # uv.lock's source
     git(root, "init", "-q", "-b", "main")
     commit_all(root, "the template as it is")
     git(root, "tag", V1)
