@@ -76,15 +76,18 @@ def bench_venv(project: Path) -> Path:
             print(f"Building the benchmark's virtualenv in {target} (once)", flush=True)
             venv.EnvBuilder(clear=True, with_pip=True).create(target)
             pip = [str(target / "bin" / "python"), "-m", "pip", "install", "-q"]
-            result = subprocess.run(  # noqa: S603 (fixed commands of our own)
-                [*pip, "--disable-pip-version-check", "-r", "requirements.txt", *BENCH_PINS],
-                cwd=project,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise SystemExit(f"pip failed:\n{result.stdout}{result.stderr}")
+            # Two installs: requirements.txt carries hashes (pip then demands
+            # them for everything it installs in that run), BENCH_PINS do not.
+            for args in (["-r", "requirements.txt"], BENCH_PINS):
+                result = subprocess.run(  # noqa: S603 (fixed commands of our own)
+                    [*pip, "--disable-pip-version-check", *args],
+                    cwd=project,
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                    check=False,
+                )
+                if result.returncode != 0:
+                    raise SystemExit(f"pip failed:\n{result.stdout}{result.stderr}")
             (target / ".complete").touch()
     return target / "bin"

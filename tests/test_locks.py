@@ -81,11 +81,31 @@ def test_every_python_version_gets_the_same_lock(copie_session: Any) -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
-def test_every_lock_installs_with_hashes(copie_session: Any, variant: tuple[str, str]) -> None:
+def test_every_lock_installs_with_hashes(
+    copie_session: Any, tmp_path: Path, variant: tuple[str, str]
+) -> None:
     """`uv sync --locked` into the shared, cached venv: every wheel's hash is
-    checked against the lock (uv refuses a mismatch), once per lock change."""
+    checked against the lock (uv refuses a mismatch), once per lock change.
+    And requirements.txt installs in --require-hashes mode, as pip does on the
+    platforms and the Linux host of the README."""
     database, server = variant
     project = render(copie_session, database=database, server=server)
+    venv = tmp_path / "venv"
+    for command in (
+        ["venv", "-q", str(venv)],
+        [
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(venv / "bin" / "python"),
+            "--require-hashes",
+            "-r",
+            "requirements.txt",
+        ],
+    ):
+        result = uv(project, *command)
+        assert result.returncode == 0, f"requirements.txt: run `{FIX}`\n{result.stderr}"
     bindir = project_venv(project)
     names = "flask granian gunicorn psycopg sqlalchemy".split()
     listed = subprocess.run(
