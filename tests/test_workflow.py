@@ -3,6 +3,7 @@ installing from the lock with caching."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import pytest
 import yaml
 
 from tests.helpers.actionlint import actionlint
+from tests.helpers.project_env import uv_environment
 from tests.helpers.render import render
+from tests.helpers.template_versions import GIT_ENV
 from tests.helpers.tools import check_jsonschema, require_tool
 
 pytestmark = pytest.mark.quick
@@ -77,3 +80,51 @@ def test_workflow_installs_from_the_lock_with_a_cache(project: Path) -> None:
     # Pinned to commits, not tags.
     uses = [step["uses"] for step in steps if "uses" in step]
     assert all(len(ref.split("@")[1]) == 40 for ref in uses), uses
+
+
+def step_script(project: Path, name: str) -> str:
+    steps = yaml.safe_load((project / WORKFLOW).read_text())["jobs"]["test"]["steps"]
+    return next(step["run"] for step in steps if step.get("name") == name)
+
+
+def run_step(project: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """A workflow step's script, run with bash as the runner does."""
+    env = uv_environment(**GIT_ENV)
+    env["PATH"] = f"{Path(require_tool('uv')).parent}:{env['PATH']}"
+    return subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_ci_fails_on_a_stale_lock_and_names_the_fix(copie: Any) -> None:
+    project = render(copie)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('"flask>=3.1,<4",', '"flask>=3.1,<4", "rich",')
+    )
+    result = run_step(project, step_script(project, "Install the locked dependencies"))
+    assert result.returncode != 0
+    assert "To update the lockfile, run `uv lock`" in result.stderr, result.stderr
+
+
+def test_ci_fails_on_a_stale_requirements_txt_and_names_the_fix(copie: Any) -> None:
+    project = render(copie)
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "generated"]):
+        subprocess.run(["git", *command], cwd=project, env={**os.environ, **GIT_ENV}, check=True)
+    script = step_script(project, "requirements.txt matches uv.lock")
+    assert run_step(project, script).returncode == 0, "fresh: passes"
+
+    requirements = project / "requirements.txt"
+    requirements.write_text(requirements.read_text().replace("flask==", "flask>="))
+    for command in (["add", "-A"], ["commit", "-qm", "a hand edit"]):
+        subprocess.run(["git", *command], cwd=project, env={**os.environ, **GIT_ENV}, check=True)
+    result = run_step(project, script)
+    assert result.returncode == 1
+    assert "::error file=requirements.txt::requirements.txt is stale. Run: uv export" in (
+        result.stdout
+    ), result.stdout
