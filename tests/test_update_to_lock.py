@@ -67,7 +67,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / part).unlink(missing_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copy2(REPO / "copier.yml", root / "copier.yml")
-    for part in ("template", "hooks", "locks"):
+    for part in ("template", "hooks", "locks", "includes"):
         shutil.copytree(REPO / part, root / part, ignore=ignore)
     commit_all(root, "the working tree")
     git(root, "tag", NEW)

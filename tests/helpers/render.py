@@ -65,6 +65,8 @@ def text_problems(project: Path) -> list[str]:
     Python, or blank lines at the end of a file."""
     found = []
     for rel in project_files(project):
+        if rel.name == "uv.lock":  # written by uv, not by hand (nor by Jinja)
+            continue
         try:
             text = (project / rel).read_text()
         except UnicodeDecodeError:  # a binary file (a .pyc)
