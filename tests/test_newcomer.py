@@ -18,6 +18,8 @@ from typing import Any
 
 import copier
 import pytest
+import tree_sitter
+import tree_sitter_powershell
 
 from tests.helpers.project_env import CACHE, uv_environment
 from tests.helpers.render import BASE_ANSWERS, RUNNING_PYTHON, render
@@ -149,9 +151,7 @@ def test_powershell_blocks_parse(copie: Any, server: str) -> None:
     """No PowerShell here (Microsoft ships it from GitHub and its own apt
     repository): tree-sitter's PowerShell grammar (PyPI) parses each block
     instead, which catches quoting and syntax slips, not wrong commands."""
-    tree_sitter = pytest.importorskip("tree_sitter")
-    grammar = pytest.importorskip("tree_sitter_powershell")
-    parser = tree_sitter.Parser(tree_sitter.Language(grammar.language()))
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
     readme = (render(copie, server=server) / "README.md").read_text()
     blocks = re.findall(r"^```powershell\n(.*?)^```$", readme, flags=re.MULTILINE | re.DOTALL)
     assert len(blocks) == (2 if server == "gunicorn" else 1)
