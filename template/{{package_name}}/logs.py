@@ -1,0 +1,156 @@
+"""Logging for the app and its server: one format, and the request id on every line.
+
+LOG_LEVEL (debug, info, warning, error, critical; default info) and LOG_FORMAT
+(text or json; default text) come from the environment. The server reads this
+file before it loads the app (gunicorn.conf.py, run_granian.py), so its own
+lines, its access lines and the app's lines all look the same. That is also
+why this module imports nothing from its package: gunicorn.conf.py loads it
+by its path, and the app's code stays out of the server's main process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import os
+import re
+import sys
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, has_request_context, request
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+FORMATS = ("text", "json")
+# The exit code for "will not start, fix the settings" (as config.py's
+# APP_LOAD_ERROR): gunicorn and systemd then stop instead of retrying.
+BAD_SETTING_EXIT = 4
+
+# gunicorn's layout, with the request id ("-" outside a request) after the level.
+TEXT_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] [%(request_id)s] %(message)s"
+TEXT_DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
+
+# A request id from outside is used only if it looks like one: nginx's
+# $request_id is 32 hex digits; uuids and most tracing ids also fit.
+REQUEST_ID_HEADER = "X-Request-ID"
+VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+
+def settings(environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
+    """LOG_LEVEL and LOG_FORMAT from the environment; ValueError says what is wrong."""
+    level = environ.get("LOG_LEVEL", "").strip().lower() or "info"
+    format_ = environ.get("LOG_FORMAT", "").strip().lower() or "text"
+    if level not in LEVELS:
+        raise ValueError(f"LOG_LEVEL={level!r} is not a log level: use one of {', '.join(LEVELS)}.")
+    if format_ not in FORMATS:
+        raise ValueError(f"LOG_FORMAT={format_!r} is not a log format: use text or json.")
+    return level, format_
+
+
+def settings_or_exit() -> tuple[str, str]:
+    """`settings()`, or stop the process with a one-line reason (no traceback)."""
+    try:
+        return settings()
+    except ValueError as problem:
+        print(problem, file=sys.stderr)
+        raise SystemExit(BAD_SETTING_EXIT) from None
+
+
+def config_dict(level: str, format_: str, access_log: bool = True) -> dict[str, Any]:
+    """A `logging.config.dictConfig` for the app and the server: one handler on
+    stdout that every logger (the app's, gunicorn's, granian's) passes through."""
+    formatter: dict[str, Any] = {"()": JsonFormatter}
+    if format_ == "text":
+        formatter = {"format": TEXT_FORMAT, "datefmt": TEXT_DATE_FORMAT}
+    # The servers' own loggers pass their lines on to the root's handler;
+    # without an access log, the access loggers keep quiet (above INFO).
+    server = {"level": level.upper(), "handlers": [], "propagate": True}
+    access = {"level": "INFO" if access_log else "WARNING", "handlers": [], "propagate": True}
+    return {
+        "version": 1,
+        # Loggers made before this runs (Flask's, a library's) keep working.
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "filters": {"request_id": {"()": RequestIdFilter}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "default",
+                "filters": ["request_id"],
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": dict(server),
+            "gunicorn.access": dict(access),
+            "_granian": dict(server),
+            "granian.access": dict(access),
+        },
+    }
+
+
+# Hand-written rather than a dependency (python-json-logger): a dozen lines of
+# json.dumps, the same fields on every line, and the server can load it alone.
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for container and Kubernetes log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+# Where a server's access line keeps the request id: gunicorn, the response's
+# X-Request-ID (its "{x-request-id}o" atom); granian, the request's header, the
+# first one its access format names ("_h0").
+ACCESS_LINE_ID_KEYS = ("{x-request-id}o", "_h0")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every record: the current request's, or "-"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = "-"
+        if has_request_context():
+            record.request_id = request_id()
+        elif isinstance(record.args, dict):  # an access line, after the request
+            for key in ACCESS_LINE_ID_KEYS:
+                sent = str(record.args.get(key, ""))
+                if VALID_REQUEST_ID.fullmatch(sent):
+                    record.request_id = sent
+        return True
+
+
+def request_id() -> str:
+    """The current request's id: the proxy's X-Request-ID (nginx replaces the
+    client's with its own), or one made up here when there is none."""
+    if "request_id" not in g:
+        sent = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = sent if VALID_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+    return str(g.request_id)
+
+
+def init_app(app: Flask) -> None:
+    """Check the settings, log when no server did, and return every request's id."""
+    level, format_ = settings_or_exit()
+    # gunicorn and granian configure logging before they load the app; under
+    # `flask run`, waitress or a script nobody has, so do it here.
+    if not logging.root.handlers:
+        logging.config.dictConfig(config_dict(level, format_))
+
+    @app.after_request
+    def send_request_id(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = request_id()
+        return response
