@@ -75,6 +75,7 @@ SLOW_CLIENTS = 50
 PROBE = """\
 from flask import request, url_for
 
+from demo_shop.security import csrf
 from wsgi import app
 
 
@@ -89,6 +90,7 @@ def probe():
 
 
 @app.post("/_probe/upload")
+@csrf.exempt  # a test client with no session or form
 def upload():
     return {"received": len(request.get_data())}
 """
@@ -417,10 +419,22 @@ def test_unknown_hosts_are_dropped_without_an_answer(stack: Stack, head: bytes) 
 
 
 def test_security_headers_on_every_answer_and_no_server_version(stack: Stack) -> None:
-    for path, expected in [("/", 200), ("/static/style.css", 200), ("/nowhere", 404)]:
+    # nginx's own answers get its headers (include/headers.conf); the app's
+    # get the app's (security.py), with frame-ancestors instead of
+    # X-Frame-Options. test_app_behind_nginx.py checks that none is doubled.
+    for path, expected, owner in [
+        ("/", 200, "app"),
+        ("/nowhere", 404, "app"),
+        ("/static/style.css", 200, "nginx"),
+        ("/static/missing.css", 404, "nginx"),
+    ]:
         status, headers, _ = request(stack.port, path=path)
         assert status == expected
-        assert {k: headers.get(k) for k in SECURITY_HEADERS} == SECURITY_HEADERS, path
+        wanted = dict(SECURITY_HEADERS)
+        if owner == "app":
+            wanted["x-frame-options"] = None
+            assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+        assert {k: headers.get(k) for k in SECURITY_HEADERS} == wanted, path
         assert headers["server"] == "nginx", "server_tokens off: no version"
     status, headers, _ = request(stack.port, "POST", "/", body=b"x" * (LIMIT_BYTES + 1))
     assert status == 413 and headers["x-frame-options"] == "DENY", "errors too (always)"

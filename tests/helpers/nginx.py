@@ -113,13 +113,15 @@ def localize(
     prefix = work / "nginx"
     for name in TEMP_DIRS:
         (prefix / name).mkdir(parents=True)
+    access_log, error_log = prefix / "access.log", prefix / "error.log"
     conf_dir = root / "deploy" / "nginx"
     for conf in conf_dir.rglob("*.conf"):
         text = _rewrite(conf.read_text(), slug, root, port, upstream)
+        # The site's access log (a host's file; the container links it to stdout).
+        text = text.replace("/var/log/nginx/access.log", str(access_log))
         assert not _leftovers(text, slug), f"{conf} not localized: {_leftovers(text, slug)}"
         conf.write_text(text)
 
-    access_log, error_log = prefix / "access.log", prefix / "error.log"
     temp_paths = "".join(f"    {n}_temp_path {prefix / n};\n" for n in TEMP_DIRS)
     if container:
         main = conf_dir / "nginx.conf"
@@ -240,7 +242,8 @@ def enable_tls(site: Site, slug: str, domain: str, tls_port: int, cert: Path, ke
     plain_listen = f"    listen {LOOPBACK}:{site.port};\n"
     assert text.count(plain_listen) == 1
     text = text.replace(plain_listen, "")
-    for line in ("listen 443 ssl", "ssl_certificate ", "ssl_certificate_key ", "add_header Strict"):
+    # (HSTS needs no line: the app sends it on requests that came over HTTPS.)
+    for line in ("listen 443 ssl", "ssl_certificate ", "ssl_certificate_key "):
         text = _uncomment(text, line)
     live = f"/etc/letsencrypt/live/{domain}"
     text = text.replace(f"{live}/fullchain.pem", str(cert)).replace(f"{live}/privkey.pem", str(key))
