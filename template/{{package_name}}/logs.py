@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, has_request_context, request
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 FORMATS = ("text", "json")
@@ -60,30 +60,39 @@ def settings_or_exit() -> tuple[str, str]:
 
 
 def config_dict(level: str, format_: str, access_log: bool = True) -> dict[str, Any]:
-    """A `logging.config.dictConfig` for the app and the server: one handler on
-    stdout that every logger (the app's, gunicorn's, granian's) passes through."""
+    """A `logging.config.dictConfig` for the app and its server, in one format.
+
+    As gunicorn does by default: access lines go to stdout, everything else
+    (the server's messages, the app's lines, tracebacks) to stderr.
+    """
     formatter: dict[str, Any] = {"()": JsonFormatter}
     if format_ == "text":
         formatter = {"format": TEXT_FORMAT, "datefmt": TEXT_DATE_FORMAT}
-    # The servers' own loggers pass their lines on to the root's handler;
-    # without an access log, the access loggers keep quiet (above INFO).
+    handlers = {
+        stream: {
+            "class": "logging.StreamHandler",
+            "stream": f"ext://sys.{stream}",
+            "formatter": "default",
+            "filters": ["request_id"],
+        }
+        for stream in ("stdout", "stderr")
+    }
+    # The servers' loggers pass their messages on to the root's handler.
+    # Without an access log, the access loggers keep quiet (above INFO).
     server = {"level": level.upper(), "handlers": [], "propagate": True}
-    access = {"level": "INFO" if access_log else "WARNING", "handlers": [], "propagate": True}
+    access = {
+        "level": "INFO" if access_log else "WARNING",
+        "handlers": ["stdout"],
+        "propagate": False,
+    }
     return {
         "version": 1,
         # Loggers made before this runs (Flask's, a library's) keep working.
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
         "filters": {"request_id": {"()": RequestIdFilter}},
-        "handlers": {
-            "stdout": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stdout",
-                "formatter": "default",
-                "filters": ["request_id"],
-            }
-        },
-        "root": {"level": level.upper(), "handlers": ["stdout"]},
+        "handlers": handlers,
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": dict(server),
             "gunicorn.access": dict(access),
@@ -136,10 +145,12 @@ class RequestIdFilter(logging.Filter):
 def request_id() -> str:
     """The current request's id: the proxy's X-Request-ID (nginx replaces the
     client's with its own), or one made up here when there is none."""
-    if "request_id" not in g:
+    # Kept in the request's WSGI environ: it lives exactly as long as the request.
+    environ = request.environ
+    if "app.request_id" not in environ:
         sent = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = sent if VALID_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
-    return str(g.request_id)
+        environ["app.request_id"] = sent if VALID_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+    return str(environ["app.request_id"])
 
 
 def init_app(app: Flask) -> None:

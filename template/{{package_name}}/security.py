@@ -34,10 +34,11 @@ HEADERS = {
 STRICT_TRANSPORT_SECURITY = "max-age=31536000"
 
 # CSRF: every POST, PUT, PATCH and DELETE must carry the session's token, or
-# it gets 400. A form sends it in a hidden field (Flask-WTF's `form.csrf_token`,
-# or `<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">`),
-# JavaScript in an X-CSRFToken header read from base.html's <meta> tag. JSON
-# APIs for other programs are exempted where they are registered (__init__.py).
+# it gets 400. A form sends it in a hidden field named csrf_token, valued
+# csrf_token() (templates/base.html shows the line; a Flask-WTF form has
+# `form.csrf_token`); JavaScript in an X-CSRFToken header, read from
+# base.html's <meta> tag. JSON APIs for other programs are exempted where
+# they are registered (__init__.py).
 csrf = CSRFProtect()
 
 
