@@ -1,0 +1,151 @@
+"""Updating a real 0.1.0 project to this release: the user's edits stay, the new files arrive.
+
+A template repo of its own gets two tags: 0.1.0 (this repo's own tag, the
+first release) and 0.2.0 (the working tree, with logs.py, the error pages,
+the security headers and CSRF). A project generated from 0.1.0, committed and
+edited as a user would, is updated with the command its README gives; then its
+own tests run, and it serves under gunicorn in production mode.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.project_env import run_project_tests
+from tests.helpers.servers import free_port, http_get, running
+from tests.helpers.template_versions import (
+    REPO,
+    append,
+    commit_all,
+    copier_update,
+    copy_project,
+    edit,
+    git,
+    marker_files,
+)
+
+pytestmark = pytest.mark.update
+
+OLD, NEW = "0.1.0", "0.2.0"
+PACKAGE = "demo_shop"
+PARTS = ("copier.yml", "template", "hooks")
+
+USER_VIEW = '\n\n@bp.get("/mine")\ndef mine() -> str:\n    return "a view of my own"\n'
+USER_TIMEOUT = "timeout = 120  # mine: the reports endpoint is slow"
+USER_README = "Internal notes: this shop sells only tea."
+USER_STYLE = "body { background: papayawhip; }  /* mine */\n"
+USER_HEADING = "<h1>Tea, and nothing else</h1>"
+
+NEW_FILES = [
+    f"{PACKAGE}/logs.py",
+    f"{PACKAGE}/errors.py",
+    f"{PACKAGE}/security.py",
+    f"{PACKAGE}/static_files.py",
+    f"{PACKAGE}/templates/base.html",
+    f"{PACKAGE}/templates/error.html",
+    f"{PACKAGE}/static/favicon.svg",
+    "deploy/nginx/include/headers.conf",
+    "deploy/nginx/errors/413.html",
+    "tests/test_errors.py",
+    "tests/test_logs.py",
+    "tests/test_security.py",
+]
+
+
+def build_versions(root: Path) -> Path:
+    """A template repo at `root`: tag 0.1.0 from this repo's tag, 0.2.0 the working tree."""
+    root.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", OLD, *PARTS],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "0.1.0, the first release")
+    git(root, "tag", OLD)
+    for part in PARTS:
+        target = root / part
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(source, target)
+    commit_all(root, "0.2.0: logs, errors, security")
+    git(root, "tag", NEW)
+    return root
+
+
+@pytest.fixture(scope="module")
+def updated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    work = tmp_path_factory.mktemp("update-0.1.0")
+    template = build_versions(work / "copier-flask")
+    project = copy_project(template, work / "project", vcs_ref=OLD)
+    assert not (project / PACKAGE / "logs.py").exists(), "0.1.0 had no logs.py"
+
+    # The user's own work, committed.
+    append(project / PACKAGE / "views.py", USER_VIEW)
+    edit(project / "gunicorn.conf.py", r"^timeout = .*$", USER_TIMEOUT)
+    append(project / "README.md", USER_README)
+    (project / PACKAGE / "static" / "style.css").write_text(USER_STYLE)
+    edit(project / PACKAGE / "templates" / "index.html", r"^\s*<h1>.*</h1>$", USER_HEADING)
+    commit_all(project, "my changes")
+
+    result = copier_update(project, vcs_ref=NEW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return project, result.stdout + result.stderr
+
+
+def test_the_user_edits_survive(updated: tuple[Path, str]) -> None:
+    project, output = updated
+    assert marker_files(project) == [], output
+    assert USER_VIEW.strip() in (project / PACKAGE / "views.py").read_text()
+    assert USER_TIMEOUT in (project / "gunicorn.conf.py").read_text()
+    assert USER_README in (project / "README.md").read_text()
+    # The page and stylesheet are the user's (_skip_if_exists): never rewritten.
+    assert (project / PACKAGE / "static" / "style.css").read_text() == USER_STYLE
+    assert USER_HEADING in (project / PACKAGE / "templates" / "index.html").read_text()
+
+
+def test_the_new_files_and_settings_arrive(updated: tuple[Path, str]) -> None:
+    project, _ = updated
+    missing = [name for name in NEW_FILES if not (project / name).is_file()]
+    assert missing == []
+    factory = (project / PACKAGE / "__init__.py").read_text()
+    assert "logs.init_app(app)" in factory and "security.init_app(app)" in factory
+    conf = (project / "gunicorn.conf.py").read_text()
+    assert "logconfig_dict" in conf and "access_log_format" in conf
+    assert "flask-wtf==" in (project / "requirements.txt").read_text()
+    assert (
+        "proxy_set_header X-Request-ID $request_id;"
+        in (project / "deploy/nginx/include/proxy.conf").read_text()
+    )
+
+
+def test_the_updated_project_passes_its_tests_and_serves(
+    updated: tuple[Path, str], run_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    project, _ = updated
+    suite = run_project_tests(project, run_env())
+    assert suite.returncode == 0, suite.stdout + suite.stderr
+
+    port = free_port()
+    env = run_env(FLASK_SECRET_KEY="s" * 64, PORT=str(port), HOST="127.0.0.1")
+    command = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+    with running(command, project, env, tmp_path / "gunicorn.log", port):
+        mine = http_get(port, "/mine")
+        missing = http_get(port, "/nowhere")
+    assert (mine.status, mine.body) == (200, b"a view of my own")
+    assert mine.headers["x-request-id"] and "content-security-policy" in mine.headers
+    assert missing.status == 404 and b"request id" in missing.body
