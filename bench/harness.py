@@ -140,7 +140,7 @@ def measure_route(
 def run_pass(
     index: int,
     stacks: list[Stack],
-    project: Project,
+    projects: dict[str, Project],
     args: argparse.Namespace,
     results: dict[str, Any],
     use: str,
@@ -156,7 +156,7 @@ def run_pass(
     for stack in order:
         work = args.out / "logs" / f"pass{index + 1}-{stack.name}"
         try:
-            with running(stack, project, work) as live:
+            with running(stack, projects[stack.template], work) as live:
                 idle = settled_pss_mib(live.roots)
                 rows, loaded = measure_stack(stack, live, args, index + 1, use)
         except (RuntimeError, AssertionError, OSError, subprocess.SubprocessError) as exc:
@@ -272,6 +272,10 @@ def main(argv: list[str]) -> int:
     shutil.rmtree(args.out / "logs", ignore_errors=True)
     load_at_start = machine.load_average()
     project = render(args.out / "project")
+    # A project per template version the stacks ask for (HEAD, and e.g. 0.1.0).
+    projects = {"HEAD": project}
+    for ref in sorted({s.template for s in stacks} - {"HEAD"}):
+        projects[ref] = render(args.out / f"project-{ref}", ref)
     results: dict[str, Any] = {
         "meta": {
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -294,6 +298,7 @@ def main(argv: list[str]) -> int:
                 "behind_nginx": s.behind_nginx,
                 "env": dict(s.env),
                 "routes": [r for r in args.routes if r in s.routes],
+                "template": s.template,
             }
             for s in stacks
         ],
@@ -308,7 +313,7 @@ def main(argv: list[str]) -> int:
             if time.monotonic() > deadline:
                 print(f"--max-minutes {args.max_minutes} reached: no more passes")
                 break
-            run_pass(index, stacks, project, args, results, use)
+            run_pass(index, stacks, projects, args, results, use)
     except KeyboardInterrupt:  # the servers were stopped on the way out; keep what we have
         print("interrupted: writing the passes done so far")
     results["meta"]["passes_done"] = len(results["passes"])

@@ -40,8 +40,9 @@ class Project:
     domain: str  # the Host header the generated nginx site answers to
 
 
-def render(target: Path) -> Project:
-    """Render the default answers (for this interpreter) into `target`, add the routes."""
+def render(target: Path, vcs_ref: str = "HEAD") -> Project:
+    """Render the default answers (for this interpreter) at template `vcs_ref` (HEAD:
+    the working tree; a tag: that release) into `target`, add the routes."""
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -53,7 +54,7 @@ def render(target: Path) -> Project:
             data={"python_version": RUNNING_PYTHON},
             defaults=True,
             unsafe=True,  # the template's task writes .env
-            vcs_ref="HEAD",
+            vcs_ref=vcs_ref,
             quiet=True,
         )
     for source in APP_FILES.glob("*.py"):

@@ -14,6 +14,8 @@ from typing import Any
 from bench.machine import CALIBRATION_LIMIT, FOREIGN_LIMIT
 
 DEFAULT, FLASK, GUNICORN, GRANIAN = "default", "flask-run", "gunicorn", "granian-2"
+# The default stack as released in 0.1.0 (bench/stacks.py): the "before" row.
+DEFAULT_BEFORE = "default-0.1.0"
 PSS_LIMIT_MIB = 80
 # Cells whose passes differ by more than this (max - min over the median) say so.
 SPREAD_NOTE = 0.25
@@ -137,6 +139,8 @@ def targets(results: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, 
         _check("granian, JSON vs gunicorn's generated config",
                _ratio(_rps(summary, GRANIAN, "json"), _rps(summary, GUNICORN, "json")), 2.0,
                GUNICORN),
+        _check("default stack, JSON vs 0.1.0's (within 10%)",
+               _ratio(default_json, _rps(summary, DEFAULT_BEFORE, "json")), 0.9, DEFAULT_BEFORE),
         _check("default stack, idle PSS (80 MB)",
                summary.get(DEFAULT, {}).get("idle_pss_mib") or None, PSS_LIMIT_MIB, unit=" MiB"),
     ]  # fmt: skip

@@ -39,6 +39,9 @@ class Stack:
     # generated run_granian.py does, instead of forking them (granian's default
     # before Python 3.14).
     spawn: bool = False
+    # The template version rendered for this stack: HEAD is the working tree
+    # (local edits included); a tag renders that release, to compare before/after.
+    template: str = "HEAD"
 
 
 def _nginx_threads(threads: int, default: bool = True) -> Stack:
@@ -58,6 +61,17 @@ STACKS: tuple[Stack, ...] = (
     # gunicorn with the generated gunicorn.conf.py on a unix socket, as the
     # systemd unit starts it. No setting changed.
     Stack("default", "default: nginx → gthread 2 x 32", "gunicorn", behind_nginx=True),
+    # The same default stack as released in 0.1.0, before the app gained its
+    # logging setup, request ids, error pages, security headers and CSRF (#12):
+    # what those cost, side by side in the same run.
+    Stack(
+        "default-0.1.0",
+        "default at template 0.1.0 (before logs/errors/security)",
+        "gunicorn",
+        behind_nginx=True,
+        routes=("json", "io"),
+        template="0.1.0",
+    ),
     Stack("gunicorn", "gunicorn alone, generated config", "gunicorn"),
     # Fewer threads per worker: the I/O route needs ~50 requests in flight.
     _nginx_threads(4),

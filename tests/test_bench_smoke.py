@@ -23,8 +23,9 @@ from tests.helpers.tools import skip_or_fail
 pytestmark = pytest.mark.boot
 
 REPO = Path(__file__).resolve().parent.parent
-# The generated default stack (it needs nginx), and two that need nothing more.
-STACKS = ["default", "gunicorn", "granian-2"]
+# The generated default stack (now and as released in template 0.1.0; they
+# need nginx), and two that need nothing more.
+STACKS = ["default", "default-0.1.0", "gunicorn", "granian-2"]
 
 
 def smoke(out: Path, *options: str) -> dict[str, Any]:
@@ -44,16 +45,17 @@ def test_smoke_run_measures_every_route_of_each_stack(tmp_path: Path) -> None:
         missing.append("nginx is not installed: the default stack was left out")
     if generator() != "wrk":
         missing.append("wrk is not installed: the Python load generator stood in")
-    stacks = STACKS if nginx_available() else [s for s in STACKS if s != "default"]
+    stacks = STACKS if nginx_available() else [s for s in STACKS if not s.startswith("default")]
     results = smoke(tmp_path, "--stacks", ",".join(stacks))
     assert results["failures"] == []
     assert results["meta"]["generator"] == generator()
     assert set(results["summary"]) == set(stacks)
     for name, row in results["summary"].items():
-        for route in ("json", "cpu", "io"):
+        routes = ("json", "io") if name == "default-0.1.0" else ("json", "cpu", "io")
+        for route in routes:
             assert row["routes"][route]["rps"] > 0, f"{name} {route}: {row['routes'][route]}"
         assert row["idle_pss_mib"] > 0, name
-    assert len(results["targets"]) == 6, "every target of issue #7 is reported"
+    assert len(results["targets"]) == 7, "every target of issues #7 and #12 is reported"
     assert (tmp_path / "results.md").read_text().startswith("# Benchmark")
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if missing:
