@@ -145,12 +145,15 @@ class RequestIdFilter(logging.Filter):
 def request_id() -> str:
     """The current request's id: the proxy's X-Request-ID (nginx replaces the
     client's with its own), or one made up here when there is none."""
-    # Kept in the request's WSGI environ: it lives exactly as long as the request.
+    # Kept in the request's WSGI environ, which lives exactly as long as the
+    # request; read from it directly, as this runs for every request.
     environ = request.environ
-    if "app.request_id" not in environ:
-        sent = request.headers.get(REQUEST_ID_HEADER, "")
-        environ["app.request_id"] = sent if VALID_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
-    return str(environ["app.request_id"])
+    found: str | None = environ.get("app.request_id")
+    if found is None:
+        sent = environ.get("HTTP_X_REQUEST_ID", "")
+        found = sent if VALID_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        environ["app.request_id"] = found
+    return found
 
 
 def init_app(app: Flask) -> None:
