@@ -179,7 +179,7 @@ def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
         before = stack.workers(2)
         with Load(stack.port, "/healthz", clients=4, seconds=20, host=stack.host) as load:
             # Every worker serves some requests: nginx holds kept-alive
-            # connections to both, the case where it replays a failed request.
+            # connections to both, where its default would replay a failed request.
             load.wait_for(ok=300)
             started = time.monotonic()
             answer = get(stack, "/_probe/die")
