@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.chaos import wait_for_workers, worker_pids
+from tests.helpers.figures import record
 from tests.helpers.load import Load
 from tests.helpers.servers import LOOPBACK
 from tests.helpers.stack import Stack, nginx_stack, project_env
@@ -188,9 +189,13 @@ def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
             wait_for_workers(stack.master, lambda pids: len(pids) == 2, "2 workers again")
             load.wait_for(ok=100)
         killed = before - worker_pids(stack.master)
-    print(
-        f"\ndie: HTTP {answer.status} in {took * 1000:.0f} ms; workers killed: {len(killed)}; "
-        f"others: {load.summary()}"
+    record(
+        "04b-crash-nginx",
+        "a GET that kills its own worker (SIGKILL), 4 clients looping",
+        "nginx → gunicorn gthread 2x32 (unix socket)",
+        f"{len(killed)} worker killed; its client got HTTP {answer.status} in "
+        f"{took * 1000:.0f} ms; others: {len(load.failed)} failed of {len(load.outcomes)}",
+        "1 worker killed, an error page within 2 s, ≤ 4 others failed",
     )
     assert answer.status == 502 and b"Temporarily unavailable" in answer.body  # type: ignore[attr-defined]
     assert took < 2
