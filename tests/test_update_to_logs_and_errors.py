@@ -35,9 +35,9 @@ pytestmark = pytest.mark.update
 
 OLD, NEW = "0.1.0", "0.2.0"
 PACKAGE = "demo_shop"
-# What a template version is made of (includes/ arrived after 0.1.0).
+# What a template version is made of (includes/ and locks/ arrived after 0.1.0).
 PARTS = ("copier.yml", "template", "hooks")
-NEW_PARTS = (*PARTS, "includes")
+NEW_PARTS = (*PARTS, "includes", "locks")
 
 USER_VIEW = '\n\n@bp.get("/mine")\ndef mine() -> str:\n    return "a view of my own"\n'
 USER_WSGI = "# mine: started by our own process manager"
