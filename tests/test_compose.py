@@ -224,10 +224,12 @@ def test_compose_stack_serves_through_nginx(
             time.sleep(0.3)
         assert reply.body == b'{"status":"ok"}\n'
         assert reply.headers["server"] == "nginx", "the answer came through nginx"
-        assert reply.headers["x-frame-options"] == "DENY"
-        # Static files come from nginx (the mounted static folder).
+        # The app's own security headers (security.py) pass through nginx.
+        assert "frame-ancestors 'none'" in reply.headers["content-security-policy"]
+        # Static files come from nginx (the mounted static folder), with its headers.
         css = http_get(port, "/static/style.css", headers={"Host": "example.com"})
         assert css.status == 200 and "max-age" in css.headers.get("cache-control", "")
+        assert css.headers["x-frame-options"] == "DENY"
 
         # A newcomer's first look, http://localhost:PORT/ (a browser sends the
         # port in Host), shows the page through nginx; other names are dropped.
