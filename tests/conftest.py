@@ -17,6 +17,7 @@ import pytest
 from tests.helpers import figures
 from tests.helpers.project_env import project_environment, project_venv
 from tests.helpers.render import render
+from tests.helpers.tables import markdown_table, recorded_rows
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,3 +46,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     in the controlling process, not in every pytest-xdist worker)."""
     if not hasattr(session.config, "workerinput"):
         figures.clear()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fleet update's table (tests/test_fleet.py), when the fleet ran."""
+    stats = terminalreporter.stats
+    reports = [r for outcome in ("passed", "failed") for r in stats.get(outcome, [])]
+    rows = recorded_rows(reports, "fleet_row")
+    if rows:
+        terminalreporter.section("fleet update 1.0.0 -> 2.0.0")
+        terminalreporter.write_line(markdown_table(rows))

@@ -215,3 +215,46 @@ def take_ours(text: str) -> str:
         text,
         flags=re.MULTILINE | re.DOTALL,
     )
+
+
+# ---- the same two versions with the template's CHANGELOG (tests/test_fleet.py) ----
+# What update_from_template.py puts in its pull request text: the entries
+# between the project's version and the new one, and nothing older.
+V2_CHANGELOG = """\
+## 2.0.0 (a test release)
+
+### On update
+- gunicorn's timeout is 45 s; a /v2 page; a version label in the Dockerfile.
+- The nginx site moved to deploy/nginx/sites/ (a migration carries your edits).
+
+### By hand
+- Nothing.
+
+"""
+
+
+def build_template_versions_with_changelog(root: Path) -> Path:
+    """As build_template_versions, with this repo's CHANGELOG.md in both tags
+    (its entries are all older than 1.0.0) and V2_CHANGELOG added in 2.0.0."""
+    root.mkdir(parents=True)
+    shutil.copy2(REPO / "copier.yml", root / "copier.yml")
+    shutil.copy2(REPO / "CHANGELOG.md", root / "CHANGELOG.md")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "template", root / "template", ignore=ignore)
+    shutil.copytree(REPO / "hooks", root / "hooks", ignore=ignore)
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "the template as it is")
+    git(root, "tag", V1)
+    _make_v2(root)
+    insert_before_first_heading(root / "CHANGELOG.md", V2_CHANGELOG)
+    commit_all(root, "the next release")
+    git(root, "tag", V2)
+    return root
+
+
+def insert_before_first_heading(changelog: Path, section: str) -> None:
+    """Put `section` above the newest version's heading, as a release does."""
+    text = changelog.read_text()
+    first = re.search(r"^## ", text, re.MULTILINE)
+    assert first is not None, f"{changelog} has no version heading"
+    changelog.write_text(text[: first.start()] + section + text[first.start() :])

@@ -1,0 +1,302 @@
+"""A fleet of twelve projects updated from one template release, the way the
+weekly workflow does it.
+
+Each project is generated at 1.0.0 with its own answers (the two presets
+among them), gets one typical edit of its own, is committed, and is updated to
+2.0.0 (helpers/template_versions.py) by the very script the generated workflow
+runs: `.github/scripts/update_from_template.py`, taken from the template. Every
+project is one test, so pytest-xdist spreads the fleet over the cores; each
+records a row, and the session prints them as one table (tests/conftest.py).
+
+Each test asserts what the fleet as a whole must show: none of the user's lines
+lost, every conflict named in git (the update commit) and in the pull request
+text, and the project's own tests passing whenever there was no conflict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers.project_env import project_environment, project_venv, run_project_tests
+from tests.helpers.template_versions import (
+    GIT_ENV,
+    REPO,
+    V2,
+    append,
+    build_template_versions_with_changelog,
+    commit_all,
+    copy_project,
+    edit,
+    git,
+    insert_after,
+    marker_files,
+)
+
+pytestmark = pytest.mark.update
+
+UPDATE_SCRIPT = (
+    REPO
+    / "template"
+    / "{% if ci == 'github' %}.github{% endif %}"
+    / "{% if update_workflow %}scripts{% endif %}"
+    / "update_from_template.py"
+)
+PRESETS = REPO / "presets"
+
+
+@dataclass
+class Kept:
+    """What of the user's change must be there after the update: lines in files
+    (by their path after the update), and files that must stay deleted."""
+
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+
+    def count(self, project: Path) -> int:
+        found = sum(
+            (project / name).is_file() and line in (project / name).read_text()
+            for name, line in self.lines
+        )
+        return found + sum(not (project / name).exists() for name in self.absent)
+
+    @property
+    def total(self) -> int:
+        return len(self.lines) + len(self.absent)
+
+
+# ---- the twelve user changes: each edits a project as its owner would ----------
+
+
+def new_view(project: Path, package: str) -> Kept:
+    view = '@bp.get("/hello")\ndef hello() -> str:\n    return "hello from the course"\n'
+    append(project / package / "views.py", "\n\n" + view)
+    return Kept([(f"{package}/views.py", line) for line in view.splitlines()])
+
+
+def config_setting(project: Path, package: str) -> Kept:
+    line = '    "PERMANENT_SESSION_LIFETIME": 3600,  # mine: sessions last an hour'
+    anchor = r'^    "SESSION_COOKIE_SECURE": True,\n'
+    insert_after(project / package / "config.py", anchor, line + "\n")
+    return Kept([(f"{package}/config.py", line)])
+
+
+def a_test(project: Path, package: str) -> Kept:
+    test = (
+        "def test_health_says_ok(client):\n"
+        '    assert client.get("/healthz").get_json() == {"status": "ok"}\n'
+    )
+    (project / "tests" / "test_mine.py").write_text(test)
+    return Kept([("tests/test_mine.py", line) for line in test.splitlines()])
+
+
+def readme_prose(project: Path, package: str) -> Kept:
+    prose = "Our team's notes: deploys go out on Tuesdays, after the review."
+    insert_after(project / "README.md", r"\A# .*\n", f"\n{prose}\n")
+    return Kept([("README.md", prose)])
+
+
+def gunicorn_setting(project: Path, package: str) -> Kept:
+    line = 'backlog = env_int("GUNICORN_BACKLOG", 4096)  # mine: bursts of clients'
+    edit(project / "gunicorn.conf.py", r"^backlog = .*$", line)
+    return Kept([("gunicorn.conf.py", line)])
+
+
+def dockerfile_line(project: Path, package: str) -> Kept:
+    line = "ENV TZ=Europe/Berlin"
+    insert_after(project / "Dockerfile", r"^WORKDIR /app\n", line + "\n")
+    return Kept([("Dockerfile", line)])
+
+
+def nginx_site(project: Path, package: str) -> Kept:
+    slug = yaml.safe_load((project / ".copier-answers.yml").read_text())["project_slug"]
+    line = "    keepalive 64;  # mine: more idle connections to the app"
+    edit(project / f"deploy/nginx/{slug}.conf", r"^    keepalive 32;$", line)
+    # 2.0.0 moves the site file; a migration carries the edit to the new place.
+    return Kept([(f"deploy/nginx/sites/{slug}.conf", line)])
+
+
+def added_dependency(project: Path, package: str) -> Kept:
+    pin, spec = "requests==2.32.3", '    "requests>=2.32",'
+    append(project / "requirements.txt", pin)
+    insert_after(project / "pyproject.toml", r'^    "flask>=3\.1,<4",\n', spec + "\n")
+    return Kept([("requirements.txt", pin), ("pyproject.toml", spec)])
+
+
+def deleted_file(project: Path, package: str) -> Kept:
+    # A file 2.0.0 changes: the user's deletion must win over the new lines.
+    (project / "Dockerfile").unlink()
+    return Kept(absent=["Dockerfile"])
+
+
+def option_turned_on(project: Path, package: str) -> Kept:
+    # The change is the answer given to the update (`-- --data with_docker=true`).
+    return Kept([(".copier-answers.yml", "with_docker: true"), ("Dockerfile", "FROM ")])
+
+
+def edited_dotenv(project: Path, package: str) -> Kept:
+    line = "APP_UID=1000  # mine: files written by web-dev belong to me"
+    append(project / ".env", line)  # git-ignored: the update must not even look
+    return Kept([(".env", line)])
+
+
+def same_lines_as_the_template(project: Path, package: str) -> Kept:
+    line = "timeout = 120  # mine: the reports endpoint is slow"
+    edit(project / "gunicorn.conf.py", r"^timeout = .*$", line)  # 2.0.0 changes it too
+    return Kept([("gunicorn.conf.py", line)])
+
+
+def preset(name: str) -> dict[str, Any]:
+    return yaml.safe_load((PRESETS / f"{name}.yml").read_text())
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    answers: dict[str, Any]
+    change: Callable[[Path, str], Kept]
+    update_args: tuple[str, ...] = ()
+    # Where a conflict is the expected outcome, the test says so.
+    conflicts: tuple[str, ...] = ()
+
+
+FLEET = [
+    Member("course-kit", preset("course") | {"project_name": "Course Kit"}, new_view),
+    Member("production", preset("production") | {"project_name": "Payments"}, nginx_site),
+    Member("defaults", {}, config_setting),
+    Member(
+        "bare",
+        {"with_docker": False, "with_nginx": False, "with_procfile": False, "ci": "none"},
+        a_test,
+    ),
+    Member("granian", {"project_name": "Fast Shop", "server": "granian"}, readme_prose),
+    Member("sqlite", {"project_name": "Notes", "database": "sqlite"}, gunicorn_setting),
+    Member(
+        "other-names",
+        {"project_name": "Inventory API", "package_name": "inventory"},
+        dockerfile_line,
+    ),
+    Member(
+        "big-uploads",
+        {"project_name": "Uploads", "max_body_size": "50m", "domain": "files.example.org"},
+        added_dependency,
+    ),
+    Member(
+        "postgres-k8s",
+        {"project_name": "Ledger", "database": "postgresql", "with_k8s": True},
+        deleted_file,
+    ),
+    Member(
+        "docker-later",
+        {"project_name": "Later", "with_docker": False, "with_nginx": False},
+        option_turned_on,
+        update_args=("--", "--data", "with_docker=true"),
+    ),
+    Member("no-ci", {"project_name": "Quiet", "ci": "none"}, edited_dotenv),
+    Member(
+        "same-lines",
+        {"project_name": "Reports"},
+        same_lines_as_the_template,
+        conflicts=("gunicorn.conf.py",),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tags 1.0.0 and 2.0.0, with the CHANGELOG the pull request text quotes."""
+    return build_template_versions_with_changelog(tmp_path_factory.mktemp("fleet") / "template")
+
+
+def pull_request_conflicts(body: str) -> list[str]:
+    """The files listed under the pull request text's "Conflicts" heading."""
+    section = re.search(r"^## Conflicts.*?\n(.*?)(?=^## )", body, re.MULTILINE | re.DOTALL)
+    assert section is not None, body
+    return re.findall(r"^- `([^`]+)`$", section[1], re.MULTILINE)
+
+
+def commit_conflicts(project: Path) -> list[str]:
+    """The files the update commit's message names as conflicts."""
+    message = git(project, "log", "-1", "--format=%B")
+    _, _, listed = message.partition("Conflicts to resolve:\n")
+    return [line.strip() for line in listed.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("member", FLEET, ids=[m.name for m in FLEET])
+def test_fleet_member_updates_without_losing_work(
+    member: Member,
+    template: Path,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    project = copy_project(template, tmp_path / member.name, **member.answers)
+    # The pins as generated: one shared, cached venv per set of pins (the
+    # user's added dependency is declared, not imported).
+    env = project_environment(project_venv(project))
+    package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
+    kept = member.change(project, package)
+    commit_all(project, f"my change: {member.change.__name__}")
+    assert kept.count(project) == kept.total, "the change is in place before the update"
+
+    body_file = tmp_path / "pull-request.md"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(UPDATE_SCRIPT), "--body-file", str(body_file), *member.update_args],
+        cwd=project,
+        env={**os.environ, **GIT_ENV, "NO_COLOR": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seconds = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+
+    # On its own branch, one commit on top of the user's, the tree clean.
+    assert git(project, "branch", "--show-current").strip() == f"template-update/{V2}"
+    assert git(project, "rev-list", "--count", "main..HEAD").strip() == "1"
+    assert git(project, "status", "--porcelain") == ""
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == V2
+    changed = git(project, "diff", "--name-only", "--no-renames", "main", "HEAD").split()
+
+    # Every conflict named: the files that hold markers (or .rej files) are
+    # exactly those listed in the commit and in the pull request text.
+    body = body_file.read_text()
+    rejected = [name for name in changed if name.endswith(".rej")]
+    in_tree = sorted(marker_files(project) + rejected)
+    assert commit_conflicts(project) == in_tree, output
+    assert pull_request_conflicts(body) == in_tree, body
+    for name in member.conflicts:
+        assert name in in_tree, f"expected a conflict in {name}"
+    # Only this release's entries in the text, none of the older ones.
+    assert "### 2.0.0 (a test release)" in body
+    assert "### 0.1.0" not in body
+
+    lines_kept = kept.count(project)
+    suite = run_project_tests(project, env)
+    row = {
+        "project": member.name,
+        "change": member.change.__name__.replace("_", " "),
+        "files changed": len(changed),
+        "conflicts": ", ".join(in_tree) or "-",
+        "user lines kept": f"{lines_kept}/{kept.total}",
+        "own tests": "pass" if suite.returncode == 0 else "FAIL",
+        "update s": f"{seconds:.1f}",
+    }
+    record_property("fleet_row", json.dumps(row))
+
+    assert lines_kept == kept.total, f"user lines lost in {member.name}"
+    if not in_tree:
+        assert suite.returncode == 0, suite.stdout + suite.stderr
