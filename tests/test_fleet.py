@@ -172,7 +172,14 @@ class Member:
 
 
 FLEET = [
-    Member("course-kit", preset("course") | {"project_name": "Course Kit"}, new_view),
+    # Both the user and 2.0.0 add a view at the end of views.py: git cannot
+    # tell which goes first, so this is a conflict too.
+    Member(
+        "course-kit",
+        preset("course") | {"project_name": "Course Kit"},
+        new_view,
+        conflicts=("course_kit/views.py",),
+    ),
     Member("production", preset("production") | {"project_name": "Payments"}, nginx_site),
     Member("defaults", {}, config_setting),
     Member(
@@ -246,8 +253,8 @@ def test_fleet_member_updates_without_losing_work(
     env = project_environment(project_venv(project))
     package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
     kept = member.change(project, package)
-    commit_all(project, f"my change: {member.change.__name__}")
-    assert kept.count(project) == kept.total, "the change is in place before the update"
+    if git(project, "status", "--porcelain"):  # .env and answers are not committed
+        commit_all(project, f"my change: {member.change.__name__}")
 
     body_file = tmp_path / "pull-request.md"
     started = time.monotonic()
@@ -278,8 +285,7 @@ def test_fleet_member_updates_without_losing_work(
     in_tree = sorted(marker_files(project) + rejected)
     assert commit_conflicts(project) == in_tree, output
     assert pull_request_conflicts(body) == in_tree, body
-    for name in member.conflicts:
-        assert name in in_tree, f"expected a conflict in {name}"
+    assert in_tree == sorted(member.conflicts), "the conflicts this change was expected to make"
     # Only this release's entries in the text, none of the older ones.
     assert "### 2.0.0 (a test release)" in body
     assert "### 0.1.0" not in body

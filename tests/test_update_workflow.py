@@ -1,0 +1,194 @@
+"""The weekly update workflow and the script that does its work.
+
+The workflow is checked statically (actionlint, the GitHub workflow schema,
+its token permissions and what it pushes); the script runs for real against
+template versions built in a temp git repo, and against a bare repo standing
+in for GitHub. tests/test_fleet.py runs it on twelve projects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers.actionlint import actionlint
+from tests.helpers.render import render
+from tests.helpers.template_versions import (
+    GIT_ENV,
+    REPO,
+    V1,
+    V2,
+    append,
+    build_template_versions_with_changelog,
+    commit_all,
+    copy_project,
+    git,
+)
+from tests.helpers.tools import check_jsonschema
+
+WORKFLOW = ".github/workflows/template-update.yml"
+SCRIPT = ".github/scripts/update_from_template.py"
+
+
+def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return workflow["jobs"]["update"]["steps"]
+
+
+# ---- the workflow, as rendered ------------------------------------------------------
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize(
+    ("answers", "present"),
+    [
+        ({}, True),
+        ({"update_workflow": False}, False),
+        ({"ci": "none"}, False),
+    ],
+    ids=["default", "turned-off", "no-ci"],
+)
+def test_the_workflow_comes_with_github_ci_by_default(
+    copie: Any, answers: dict[str, Any], present: bool
+) -> None:
+    project = render(copie, **answers)
+    assert (project / WORKFLOW).is_file() == present
+    assert (project / SCRIPT).is_file() == present
+
+
+@pytest.mark.quick
+def test_workflows_are_actionlint_clean(default_project: Path) -> None:
+    result = actionlint(default_project, WORKFLOW, ".github/workflows/ci.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.quick
+def test_workflow_matches_the_schema(default_project: Path) -> None:
+    result = check_jsonschema(default_project, "vendor.github-workflows", WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.quick
+def test_workflow_asks_for_the_least_token_permissions(default_project: Path) -> None:
+    workflow = yaml.safe_load((default_project / WORKFLOW).read_text())
+    assert workflow["permissions"] == {}, "nothing by default"
+    assert workflow["jobs"]["update"]["permissions"] == {
+        "contents": "write",  # push the update branch
+        "pull-requests": "write",  # open the pull request
+    }
+    # Scheduled, and by hand; never on push or pull_request (no untrusted input).
+    assert set(workflow[True]) == {"schedule", "workflow_dispatch"}  # YAML 1.1: on == True
+
+
+@pytest.mark.quick
+def test_workflow_runs_the_script_and_never_pushes_the_default_branch(
+    default_project: Path,
+) -> None:
+    workflow = yaml.safe_load((default_project / WORKFLOW).read_text())
+    commands = "\n".join(step.get("run", "") for step in steps(workflow))
+    assert f"python {SCRIPT}" in commands
+    pushes = re.findall(r"^\s*git push .*$", commands, re.MULTILINE)
+    assert pushes == ['git push origin "refs/heads/$BRANCH:refs/heads/$BRANCH"'], pushes
+    push_step = next(step for step in steps(workflow) if "git push" in step.get("run", ""))
+    assert push_step["env"]["BRANCH"] == "${{ steps.update.outputs.branch }}"
+    # ...which the script only ever sets to a branch of its own.
+    script = (default_project / SCRIPT).read_text()
+    assert 'BRANCH_PREFIX = "template-update/"' in script
+    assert "branch = BRANCH_PREFIX + new" in script
+
+
+@pytest.mark.quick
+def test_workflow_pins_the_copier_this_repo_tests_with(default_project: Path) -> None:
+    workflow = (default_project / WORKFLOW).read_text()
+    pyproject = (REPO / "pyproject.toml").read_text()
+    tested = re.search(r'"(copier==[^"]+)"', pyproject)
+    assert tested is not None
+    assert f'pip install "{tested[1]}"' in workflow
+
+
+# ---- the script, run for real ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_template_versions_with_changelog(tmp_path_factory.mktemp("wf") / "template")
+
+
+def run_script(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The project's own copy of the script, as the workflow runs it."""
+    return subprocess.run(
+        [sys.executable, SCRIPT, *args],
+        cwd=project,
+        env={**os.environ, **GIT_ENV, "NO_COLOR": "1", **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def outputs(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+@pytest.mark.update
+def test_script_updates_on_a_branch_and_tells_the_workflow(template: Path, tmp_path: Path) -> None:
+    project = copy_project(template, tmp_path / "project")
+    github_output = tmp_path / "github-output"
+    result = run_script(
+        project, "--body-file", str(tmp_path / "body.md"), GITHUB_OUTPUT=str(github_output)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert outputs(github_output) == {
+        "branch": f"template-update/{V2}",
+        "title": f"Update from the template: {V1} → {V2}",
+        "conflicts": "0",
+    }
+    # main is where it was; the update is one commit on the branch.
+    assert git(project, "rev-list", "--count", "main").strip() == "1"
+    assert (
+        git(project, "log", "-1", "--format=%s").strip() == f"Update from the template: {V1} → {V2}"
+    )
+    # Copier's reminder before the update says how to undo one (_message_before_update).
+    assert "copier recopy --trust --defaults" in result.stdout + result.stderr
+
+    # Run again on the updated branch: nothing newer, no branch, nothing for the workflow to do.
+    again = run_script(project, GITHUB_OUTPUT=str(tmp_path / "again"))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"Up to date: template version {V2}" in again.stdout
+    assert outputs(tmp_path / "again") == {"branch": ""}
+
+
+@pytest.mark.update
+def test_script_leaves_an_existing_remote_branch_alone(template: Path, tmp_path: Path) -> None:
+    project = copy_project(template, tmp_path / "project")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(project, "remote", "add", "origin", str(remote))
+    git(project, "push", "-q", "origin", f"main:refs/heads/template-update/{V2}")
+    before = git(project, "rev-parse", "HEAD")
+
+    result = run_script(project, "--remote", "origin", GITHUB_OUTPUT=str(tmp_path / "out"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "already exists on origin" in result.stdout
+    assert outputs(tmp_path / "out") == {"branch": ""}
+    assert git(project, "rev-parse", "HEAD") == before
+    assert git(project, "branch", "--list").split() == ["*", "main"]
+
+
+@pytest.mark.update
+def test_script_refuses_a_dirty_tree_and_changes_nothing(template: Path, tmp_path: Path) -> None:
+    project = copy_project(template, tmp_path / "project")
+    append(project / "README.md", "Not committed yet.")
+    result = run_script(project)
+    assert result.returncode != 0
+    assert "Commit or stash your changes first" in result.stderr
+    assert git(project, "branch", "--list").split() == ["*", "main"]
+    commit_all(project, "now committed")
+    assert run_script(project).returncode == 0
