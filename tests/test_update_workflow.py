@@ -192,3 +192,26 @@ def test_script_refuses_a_dirty_tree_and_changes_nothing(template: Path, tmp_pat
     assert git(project, "branch", "--list").split() == ["*", "main"]
     commit_all(project, "now committed")
     assert run_script(project).returncode == 0
+
+
+@pytest.mark.update
+def test_recopy_as_documented_puts_the_template_back_and_shows_the_users_edits(
+    template: Path, tmp_path: Path
+) -> None:
+    project = copy_project(template, tmp_path / "project")
+    pristine = (project / "wsgi.py").read_text()
+    append(project / "wsgi.py", "# mine: an edit the recopy sets aside")
+    commit_all(project, "my edit")
+    # The command the README and _message_before_update give for an update gone wrong.
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "recopy", "--trust", "--defaults", "--overwrite"],
+        cwd=project,
+        env={**os.environ, **GIT_ENV, "NO_COLOR": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (project / "wsgi.py").read_text() == pristine
+    assert "-# mine: an edit the recopy sets aside" in git(project, "diff", "--", "wsgi.py")

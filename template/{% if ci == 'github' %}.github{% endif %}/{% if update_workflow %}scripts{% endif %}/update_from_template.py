@@ -138,8 +138,8 @@ def pull_request_body(old: str, new: str, conflicts: list[str], changed: list[st
         entries or "The template's CHANGELOG.md has no entries for these versions.",
         "",
         "If the update went wrong, close this pull request and delete its branch; "
-        "`copier recopy --trust --defaults` renders the template afresh with your answers "
-        "for a clean look at what it would give you today.",
+        "`copier recopy --trust --defaults --overwrite` renders the template afresh with your "
+        "answers, for a clean look at what it would give you today.",
     ]
     body = "\n".join(lines) + "\n"
     if len(body) > BODY_LIMIT:
