@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +38,12 @@ WORKFLOW = ".github/workflows/template-update.yml"
 SCRIPT = ".github/scripts/update_from_template.py"
 
 
-def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
-    return workflow["jobs"]["update"]["steps"]
+def steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
+    return workflow["jobs"][job]["steps"]
+
+
+def run_text(workflow: dict[str, Any], job: str) -> str:
+    return "\n".join(step.get("run", "") for step in steps(workflow, job))
 
 
 # ---- the workflow, as rendered ------------------------------------------------------
@@ -78,10 +83,17 @@ def test_workflow_matches_the_schema(default_project: Path) -> None:
 def test_workflow_asks_for_the_least_token_permissions(default_project: Path) -> None:
     workflow = yaml.safe_load((default_project / WORKFLOW).read_text())
     assert workflow["permissions"] == {}, "nothing by default"
-    assert workflow["jobs"]["update"]["permissions"] == {
+    # The job that runs the template's code (copier update --trust) may only read...
+    assert workflow["jobs"]["update"]["permissions"] == {"contents": "read"}
+    assert "update_from_template.py" in run_text(workflow, "update")
+    # ...and the one that writes runs nothing but git and gh.
+    assert workflow["jobs"]["pull-request"]["permissions"] == {
         "contents": "write",  # push the update branch
         "pull-requests": "write",  # open the pull request
     }
+    lines = run_text(workflow, "pull-request").replace("\\\n", " ").splitlines()
+    commands = [line.split()[0] for line in lines if line.strip()]
+    assert set(commands) - {"#", "draft=()", "if"} == {"git", "gh"}, commands
     # Scheduled, and by hand; never on push or pull_request (no untrusted input).
     assert set(workflow[True]) == {"schedule", "workflow_dispatch"}  # YAML 1.1: on == True
 
@@ -91,12 +103,16 @@ def test_workflow_runs_the_script_and_never_pushes_the_default_branch(
     default_project: Path,
 ) -> None:
     workflow = yaml.safe_load((default_project / WORKFLOW).read_text())
-    commands = "\n".join(step.get("run", "") for step in steps(workflow))
-    assert f"python {SCRIPT}" in commands
-    pushes = re.findall(r"^\s*git push .*$", commands, re.MULTILINE)
+    assert f"python {SCRIPT}" in run_text(workflow, "update")
+    pushes = [
+        line.strip()
+        for job in workflow["jobs"]
+        for line in run_text(workflow, job).splitlines()
+        if line.strip().startswith("git push")
+    ]
     assert pushes == ['git push origin "refs/heads/$BRANCH:refs/heads/$BRANCH"'], pushes
-    push_step = next(step for step in steps(workflow) if "git push" in step.get("run", ""))
-    assert push_step["env"]["BRANCH"] == "${{ steps.update.outputs.branch }}"
+    push_step = next(s for s in steps(workflow, "pull-request") if "git push" in s.get("run", ""))
+    assert push_step["env"]["BRANCH"] == "${{ needs.update.outputs.branch }}"
     # ...which the script only ever sets to a branch of its own.
     script = (default_project / SCRIPT).read_text()
     assert 'BRANCH_PREFIX = "template-update/"' in script
@@ -215,3 +231,78 @@ def test_recopy_as_documented_puts_the_template_back_and_shows_the_users_edits(
     assert result.returncode == 0, result.stdout + result.stderr
     assert (project / "wsgi.py").read_text() == pristine
     assert "-# mine: an edit the recopy sets aside" in git(project, "diff", "--", "wsgi.py")
+
+
+def run_steps(
+    workflow: dict[str, Any], job: str, cwd: Path, env: dict[str, str], skip: str = ""
+) -> None:
+    """The `run:` steps of `job`, in bash as a GitHub runner runs them."""
+    for step in steps(workflow, job):
+        if "run" not in step or step.get("name") == skip:
+            continue
+        result = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", step["run"]],
+            cwd=cwd,
+            env={**env, **{k: v for k, v in step.get("env", {}).items() if "${{" not in v}},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"{step['run']}\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.update
+def test_the_workflows_shell_steps_push_only_the_update_branch(
+    template: Path, tmp_path: Path
+) -> None:
+    """Both jobs' shell steps, run here: GitHub's remote is a bare repo, gh a stub."""
+    project = copy_project(template, tmp_path / "project")
+    workflow = yaml.safe_load((project / WORKFLOW).read_text())
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(project, "remote", "add", "origin", str(origin))
+    git(project, "push", "-q", "origin", "main")
+    sha = git(project, "rev-parse", "HEAD").strip()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    gh = bindir / "gh"
+    gh.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/gh-args\n')
+    gh.chmod(0o755)
+    path = f"{bindir}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+    runner = {**os.environ, **GIT_ENV, "PATH": path, "GITHUB_SHA": sha, "NO_COLOR": "1"}
+
+    # Job 1, in the checkout (Copier is already installed here).
+    first = tmp_path / "runner-1"
+    first.mkdir()
+    output = tmp_path / "job-1-output"
+    job1 = runner | {"RUNNER_TEMP": str(first), "GITHUB_OUTPUT": str(output)}
+    branch = f"template-update/{V2}"
+    run_steps(workflow, "update", project, job1 | {"BRANCH": branch}, skip="Install Copier")
+    produced = outputs(output)
+    assert produced["branch"] == branch
+    assert sorted(p.name for p in (first / "update").iterdir()) == [
+        "branch.bundle",
+        "pull-request.md",
+    ]
+
+    # Job 2, in a fresh checkout with the artifact: fetch, push, open the pull request.
+    second = tmp_path / "runner-2"
+    shutil.copytree(first / "update", second / "update")
+    checkout = tmp_path / "checkout"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{origin}", str(checkout))
+    job2 = runner | {
+        "RUNNER_TEMP": str(second),
+        "BRANCH": produced["branch"],
+        "TITLE": produced["title"],
+        "CONFLICTS": produced["conflicts"],
+        "BASE": "main",
+    }
+    run_steps(workflow, "pull-request", checkout, job2)
+
+    assert git(origin, "rev-parse", "main").strip() == sha, "the default branch is untouched"
+    pushed = git(origin, "log", "-1", "--format=%s", branch).strip()
+    assert pushed == f"Update from the template: {V1} → {V2}"
+    args = (tmp_path / "gh-args").read_text().splitlines()
+    assert args[:8] == ["pr", "create", "--base", "main", "--head", branch, "--title", pushed]
+    assert args[8:] == ["--body-file", str(second / "update" / "pull-request.md")], "no --draft"

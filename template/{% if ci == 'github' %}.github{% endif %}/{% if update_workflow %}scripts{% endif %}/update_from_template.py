@@ -196,6 +196,7 @@ def update(body_file: Path, remote: str | None, copier_args: list[str]) -> int:
     # carries them to the pull request, where they are reviewed and resolved.
     git("commit", "--quiet", "--no-verify", "--allow-empty", "-m", message)
 
+    body_file.parent.mkdir(parents=True, exist_ok=True)
     body_file.write_text(pull_request_body(old, new, conflicts, changed), encoding="utf-8")
     print(f"\nCommitted on {branch}: {len(changed)} file(s) changed, {len(conflicts)} conflict(s).")
     print(f"Pull request text: {body_file}")
