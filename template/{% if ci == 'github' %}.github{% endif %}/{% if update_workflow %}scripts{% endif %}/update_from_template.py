@@ -73,9 +73,10 @@ def version_key(version: str) -> tuple[int, ...]:
 
 def conflicted_files() -> list[str]:
     """Files git holds as unmerged (inline markers) and rejected hunks (*.rej)."""
-    found = set(git("diff", "--name-only", "--diff-filter=U").split())
+    found = set(git("diff", "--name-only", "--diff-filter=U").splitlines())
     for extra in ([], ["--ignored"]):  # a project may git-ignore *.rej
-        found.update(git("ls-files", "--others", *extra, "--exclude-standard", "*.rej").split())
+        rejected = git("ls-files", "--others", *extra, "--exclude-standard", "*.rej")
+        found.update(rejected.splitlines())
     return sorted(found)
 
 
@@ -186,7 +187,7 @@ def update(body_file: Path, remote: str | None, copier_args: list[str]) -> int:
     rejected = [name for name in conflicts if name.endswith(".rej")]
     if rejected:
         git("add", "--force", *rejected)
-    changed = git("diff", "--cached", "--name-only", "--no-renames").split()
+    changed = git("diff", "--cached", "--name-only", "--no-renames").splitlines()
     new = answer("_commit") or new
     title = f"Update from the template: {old} → {new}"
     message = title
