@@ -73,14 +73,15 @@ def copier_copy_with_preset(preset: str, destination: Path) -> subprocess.Comple
 
 @pytest.fixture(scope="module", params=PRESETS)
 def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = tmp_path_factory.mktemp(request.param) / "project"
+    """The preset's project, in a folder named after the preset."""
+    project = tmp_path_factory.mktemp("presets", numbered=True) / request.param
     result = copier_copy_with_preset(request.param, project)
     assert result.returncode == 0, result.stdout + result.stderr
     return project
 
 
 def preset_of(project: Path) -> str:
-    return project.parent.name.rstrip("0123456789")
+    return project.name
 
 
 @pytest.mark.quick
