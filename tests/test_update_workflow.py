@@ -272,13 +272,15 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
     path = f"{bindir}:{Path(sys.executable).parent}:{os.environ['PATH']}"
     runner = {**os.environ, **GIT_ENV, "PATH": path, "GITHUB_SHA": sha, "NO_COLOR": "1"}
 
-    # Job 1, in the checkout (Copier is already installed here).
+    # Job 1, in a shallow clone as actions/checkout makes (Copier is installed here).
     first = tmp_path / "runner-1"
     first.mkdir()
     output = tmp_path / "job-1-output"
     job1 = runner | {"RUNNER_TEMP": str(first), "GITHUB_OUTPUT": str(output)}
     branch = f"template-update/{V2}"
-    run_steps(workflow, "update", project, job1 | {"BRANCH": branch}, skip="Install Copier")
+    checkout_1 = tmp_path / "checkout-1"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{origin}", str(checkout_1))
+    run_steps(workflow, "update", checkout_1, job1 | {"BRANCH": branch}, skip="Install Copier")
     produced = outputs(output)
     assert produced["branch"] == branch
     assert sorted(p.name for p in (first / "update").iterdir()) == [
@@ -289,8 +291,8 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
     # Job 2, in a fresh checkout with the artifact: fetch, push, open the pull request.
     second = tmp_path / "runner-2"
     shutil.copytree(first / "update", second / "update")
-    checkout = tmp_path / "checkout"
-    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{origin}", str(checkout))
+    checkout_2 = tmp_path / "checkout-2"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{origin}", str(checkout_2))
     job2 = runner | {
         "RUNNER_TEMP": str(second),
         "BRANCH": produced["branch"],
@@ -298,7 +300,7 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
         "CONFLICTS": produced["conflicts"],
         "BASE": "main",
     }
-    run_steps(workflow, "pull-request", checkout, job2)
+    run_steps(workflow, "pull-request", checkout_2, job2)
 
     assert git(origin, "rev-parse", "main").strip() == sha, "the default branch is untouched"
     pushed = git(origin, "log", "-1", "--format=%s", branch).strip()
