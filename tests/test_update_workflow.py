@@ -32,7 +32,7 @@ from tests.helpers.template_versions import (
     copy_project,
     git,
 )
-from tests.helpers.tools import check_jsonschema
+from tests.helpers.tools import check_jsonschema, skip_or_fail
 
 WORKFLOW = ".github/workflows/template-update.yml"
 SCRIPT = ".github/scripts/update_from_template.py"
@@ -308,3 +308,55 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
     args = (tmp_path / "gh-args").read_text().splitlines()
     assert args[:8] == ["pr", "create", "--base", "main", "--head", branch, "--title", pushed]
     assert args[8:] == ["--body-file", str(second / "update" / "pull-request.md")], "no --draft"
+
+
+@pytest.mark.update
+def test_a_project_from_the_0_1_0_release_gets_the_workflow_and_this_changelog(
+    tmp_path: Path,
+) -> None:
+    """The real first release (its git tag) updated to the working tree, tagged
+    with pyproject.toml's version: what users of 0.1.0 will get."""
+    if subprocess.run(
+        ["git", "rev-parse", "-q", "--verify", "refs/tags/0.1.0"], cwd=REPO
+    ).returncode:
+        skip_or_fail("this clone has no tag 0.1.0 (git fetch --tags)")
+    version = re.search(r'^version = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.M)[1]
+    root = tmp_path / "template"
+    root.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "0.1.0", "copier.yml", "CHANGELOG.md", "template", "hooks"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "0.1.0")
+    git(root, "tag", "0.1.0")
+    for name in ("copier.yml", "CHANGELOG.md"):
+        shutil.copy2(REPO / name, root / name)
+    for name in ("template", "hooks"):
+        shutil.rmtree(root / name)
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    commit_all(root, "the working tree")
+    git(root, "tag", version)
+
+    project = copy_project(template=root, dst=tmp_path / "project", vcs_ref="0.1.0")
+    assert not (project / WORKFLOW).exists()
+    # The project has no script yet: the one it is about to get does the update.
+    script = REPO / "template" / "{% if ci == 'github' %}.github{% endif %}"
+    script = script / "{% if update_workflow %}scripts{% endif %}" / "update_from_template.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--body-file", str(tmp_path / "body.md")],
+        cwd=project,
+        env={**os.environ, **GIT_ENV, "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (project / WORKFLOW).is_file(), "update_workflow's default reaches old projects"
+    assert "update_workflow: true" in (project / ".copier-answers.yml").read_text()
+    body = (tmp_path / "body.md").read_text()
+    assert f"### {version} " in body and "### 0.1.0" not in body
+    assert "Update pull requests" in body, "this CHANGELOG's entry for the new version"
