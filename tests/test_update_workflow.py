@@ -91,9 +91,15 @@ def test_workflow_asks_for_the_least_token_permissions(default_project: Path) ->
         "contents": "write",  # push the update branch
         "pull-requests": "write",  # open the pull request
     }
-    lines = run_text(workflow, "pull-request").replace("\\\n", " ").splitlines()
-    commands = [line.split()[0] for line in lines if line.strip()]
-    assert set(commands) - {"#", "draft=()", "if"} == {"git", "gh"}, commands
+    writer = run_text(workflow, "pull-request")
+    for other in ("python", "copier", "pip", "uv "):
+        assert other not in writer, f"the job with a write token runs {other}"
+    actions = [s["uses"].split("@")[0] for s in steps(workflow, "pull-request") if "uses" in s]
+    assert actions == ["actions/checkout", "actions/download-artifact"]
+    # No job leaves its token in .git/config for the code that runs after checkout.
+    for job in workflow["jobs"]:
+        checkout = next(s for s in steps(workflow, job) if "checkout" in s.get("uses", ""))
+        assert checkout["with"]["persist-credentials"] is False
     # Scheduled, and by hand; never on push or pull_request (no untrusted input).
     assert set(workflow[True]) == {"schedule", "workflow_dispatch"}  # YAML 1.1: on == True
 
@@ -117,6 +123,13 @@ def test_workflow_runs_the_script_and_never_pushes_the_default_branch(
     script = (default_project / SCRIPT).read_text()
     assert 'BRANCH_PREFIX = "template-update/"' in script
     assert "branch = BRANCH_PREFIX + new" in script
+
+
+@pytest.mark.quick
+def test_workflow_pins_actions_to_commits(default_project: Path) -> None:
+    workflow = yaml.safe_load((default_project / WORKFLOW).read_text())
+    uses = [s["uses"] for job in workflow["jobs"] for s in steps(workflow, job) if "uses" in s]
+    assert all(re.fullmatch(r"actions/[a-z-]+@[0-9a-f]{40}", ref) for ref in uses), uses
 
 
 @pytest.mark.quick
@@ -267,7 +280,7 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
     bindir = tmp_path / "bin"
     bindir.mkdir()
     gh = bindir / "gh"
-    gh.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/gh-args\n')
+    gh.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/gh-calls\n')
     gh.chmod(0o755)
     path = f"{bindir}:{Path(sys.executable).parent}:{os.environ['PATH']}"
     runner = {**os.environ, **GIT_ENV, "PATH": path, "GITHUB_SHA": sha, "NO_COLOR": "1"}
@@ -305,9 +318,17 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
     assert git(origin, "rev-parse", "main").strip() == sha, "the default branch is untouched"
     pushed = git(origin, "log", "-1", "--format=%s", branch).strip()
     assert pushed == f"Update from the template: {V1} → {V2}"
-    args = (tmp_path / "gh-args").read_text().splitlines()
-    assert args[:8] == ["pr", "create", "--base", "main", "--head", branch, "--title", pushed]
-    assert args[8:] == ["--body-file", str(second / "update" / "pull-request.md")], "no --draft"
+    body = second / "update" / "pull-request.md"
+    assert (tmp_path / "gh-calls").read_text().splitlines() == [
+        "auth setup-git",
+        f"pr create --base main --head {branch} --title {pushed} --body-file {body}",  # no --draft
+    ]
+
+    # Next week, while that pull request is open: the branch exists, nothing is pushed.
+    head = git(origin, "rev-parse", branch)
+    run_steps(workflow, "pull-request", checkout_2, job2)
+    assert git(origin, "rev-parse", branch) == head
+    assert (tmp_path / "gh-calls").read_text().splitlines()[2:] == ["auth setup-git"]
 
 
 @pytest.mark.update
