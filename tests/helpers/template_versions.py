@@ -235,20 +235,20 @@ V2_CHANGELOG = """\
 
 def build_template_versions_with_changelog(root: Path) -> Path:
     """As build_template_versions, with this repo's CHANGELOG.md in both tags
-    (its entries are all older than 1.0.0) and V2_CHANGELOG added in 2.0.0."""
-    root.mkdir(parents=True)
-    shutil.copy2(REPO / "copier.yml", root / "copier.yml")
+    (its entries are all older than 1.0.0) and V2_CHANGELOG added in 2.0.0.
+
+    Built on top of build_template_versions, whatever it copies: each tag is
+    moved to a commit that adds the CHANGELOG to what it had."""
+    build_template_versions(root)
+    release = git(root, "rev-parse", V2).strip()
+    git(root, "checkout", "-q", "-b", "with-changelog", V1)
     shutil.copy2(REPO / "CHANGELOG.md", root / "CHANGELOG.md")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO / "template", root / "template", ignore=ignore)
-    shutil.copytree(REPO / "hooks", root / "hooks", ignore=ignore)
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, "the template as it is")
-    git(root, "tag", V1)
-    _make_v2(root)
+    commit_all(root, "the template as it is, with its CHANGELOG")
+    git(root, "tag", "-f", V1)
+    git(root, "cherry-pick", "--no-commit", release)
     insert_before_first_heading(root / "CHANGELOG.md", V2_CHANGELOG)
-    commit_all(root, "the next release")
-    git(root, "tag", V2)
+    commit_all(root, "the next release, with its CHANGELOG")
+    git(root, "tag", "-f", V2)
     return root
 
 
