@@ -298,7 +298,8 @@ def test_fleet_member_updates_without_losing_work(
         "files changed": len(changed),
         "conflicts": ", ".join(in_tree) or "-",
         "user lines kept": f"{lines_kept}/{kept.total}",
-        "own tests": "pass" if suite.returncode == 0 else "FAIL",
+        # Markers in a Python file the tests import fail them: expected until resolved.
+        "own tests": "pass" if suite.returncode == 0 else "fail" if in_tree else "FAIL",
         "update s": f"{seconds:.1f}",
     }
     record_property("fleet_row", json.dumps(row))
