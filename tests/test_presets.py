@@ -156,6 +156,9 @@ def windows_run_command(readme: str) -> str:
     }
     assert len(found) == 1, f"expected one waitress-serve command in the README, got {found}"
     command = found.pop()
+    # `uv run X` runs X in the project's environment: here that is the shared
+    # venv, which holds the same locked packages.
+    command = command.removeprefix("uv run ")
     assert command.startswith("waitress-serve "), command
     return command
 
