@@ -67,8 +67,10 @@ def publish_the_template(forge: Path, work: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("copier.yml", "CHANGELOG.md"):
         shutil.copy2(REPO / name, source / name)
-    for name in ("template", "hooks", "presets"):
-        shutil.copytree(REPO / name, source / name, ignore=ignore)
+    # What Copier reads from the template repo (locks/, where there is one).
+    for name in ("template", "hooks", "presets", "locks"):
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, source / name, ignore=ignore)
     git(source, "init", "-q", "-b", "main")
     commit_all(source, "copier-flask")
     git(source, "tag", "0.2.0")

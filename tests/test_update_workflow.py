@@ -355,9 +355,12 @@ def test_a_project_from_the_0_1_0_release_gets_the_workflow_and_this_changelog(
     git(root, "tag", "0.1.0")
     for name in ("copier.yml", "CHANGELOG.md"):
         shutil.copy2(REPO / name, root / name)
-    for name in ("template", "hooks"):
-        shutil.rmtree(root / name)
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    # What Copier reads from the template repo (locks/, where there is one).
+    for name in ("template", "hooks", "locks"):
+        shutil.rmtree(root / name, ignore_errors=True)
+        if (REPO / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(REPO / name, root / name, ignore=ignore)
     commit_all(root, "the working tree")
     git(root, "tag", version)
 
