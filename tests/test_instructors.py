@@ -63,14 +63,11 @@ def run_block(block: str, cwd: Path, forge: Path) -> str:
 def publish_the_template(forge: Path, work: Path) -> None:
     """This repository as the fork on the forge, tagged with its version."""
     source = work / "source"
-    source.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("copier.yml", "CHANGELOG.md"):
-        shutil.copy2(REPO / name, source / name)
-    # What Copier reads from the template repo (locks/, where there is one).
-    for name in ("template", "hooks", "presets", "locks"):
-        if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, source / name, ignore=ignore)
+    # A fork is the whole repository; what git and Python leave around is not.
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "build", "__pycache__", "*.pyc", ".ruff_cache", ".pytest_cache"
+    )
+    shutil.copytree(REPO, source, ignore=ignore)
     git(source, "init", "-q", "-b", "main")
     commit_all(source, "copier-flask")
     git(source, "tag", "0.2.0")

@@ -353,14 +353,14 @@ def test_a_project_from_the_0_1_0_release_gets_the_workflow_and_this_changelog(
     git(root, "init", "-q", "-b", "main")
     commit_all(root, "0.1.0")
     git(root, "tag", "0.1.0")
-    for name in ("copier.yml", "CHANGELOG.md"):
-        shutil.copy2(REPO / name, root / name)
-    # What Copier reads from the template repo (locks/, where there is one).
-    for name in ("template", "hooks", "locks"):
-        shutil.rmtree(root / name, ignore_errors=True)
-        if (REPO / name).is_dir():
-            ignore = shutil.ignore_patterns("__pycache__")
-            shutil.copytree(REPO / name, root / name, ignore=ignore)
+    # The working tree as it is: everything of the repository but its tests
+    # and what git and Python leave around.
+    for name in ("template", "hooks"):
+        shutil.rmtree(root / name)
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "build", "__pycache__", "*.pyc", ".ruff_cache", "tests", "bench"
+    )
+    shutil.copytree(REPO, root, ignore=ignore, dirs_exist_ok=True)
     commit_all(root, "the working tree")
     git(root, "tag", version)
 
