@@ -310,7 +310,6 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
         "BRANCH": produced["branch"],
         "TITLE": produced["title"],
         "CONFLICTS": produced["conflicts"],
-        "BASE": "main",
     }
     run_steps(workflow, "pull-request", checkout_2, job2)
 
@@ -320,7 +319,7 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
     body = second / "update" / "pull-request.md"
     assert (tmp_path / "gh-calls").read_text().splitlines() == [
         "auth setup-git",
-        f"pr create --base main --head {branch} --title {pushed} --body-file {body}",  # no --draft
+        f"pr create --head {branch} --title {pushed} --body-file {body}",  # no --draft
     ]
 
     # Next week, while that pull request is open: the branch exists, nothing is pushed.
