@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -155,3 +157,46 @@ def test_python_wsgi_py_serves_nothing(
     )
     assert result.returncode == 0, result.stderr
     assert "LISTENED []" in result.stdout
+
+
+SLOW_BOOT_CONFIG = """
+import runpy
+import time
+
+globals().update(runpy.run_path("gunicorn.conf.py"))
+_generated_post_fork = post_fork
+
+
+def post_fork(server, worker):
+    time.sleep(2)  # widen the moment before gunicorn installs the worker's handlers
+    _generated_post_fork(server, worker)
+"""
+
+
+def test_sigterm_to_the_group_while_a_worker_boots_stops_at_once(
+    default_project: Path, run_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    """honcho and container runtimes signal the whole process group; a worker that gets
+    SIGTERM before its own handlers exist must not hold the stop for graceful_timeout."""
+    config = tmp_path / "slow_boot.conf.py"
+    config.write_text(SLOW_BOOT_CONFIG)
+    port = free_port()
+    env = run_env(
+        FLASK_SECRET_KEY=SECRET, PORT=str(port), WEB_CONCURRENCY="1", GUNICORN_GRACEFUL_TIMEOUT="30"
+    )
+    command = ["gunicorn", "-c", str(config), "wsgi:app"]
+    server = start(command, default_project, env, tmp_path / "gunicorn.log")
+    try:
+        deadline = time.monotonic() + 20
+        while "Booting worker" not in server.output() and time.monotonic() < deadline:
+            assert server.process.poll() is None, server.output()
+            time.sleep(0.05)
+        assert "Booting worker" in server.output(), server.output()
+        signalled = time.monotonic()
+        os.killpg(server.pid, signal.SIGTERM)
+        returncode = server.process.wait(15)
+        took = time.monotonic() - signalled
+    finally:
+        stop(server)
+    assert returncode == 0, server.output()
+    assert took < 5, f"stopped {took:.1f} s after SIGTERM (graceful_timeout 30):\n{server.output()}"
