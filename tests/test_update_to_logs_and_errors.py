@@ -28,6 +28,7 @@ from tests.helpers.template_versions import (
     copy_project,
     edit,
     git,
+    insert_after,
     marker_files,
 )
 
@@ -104,7 +105,9 @@ def updated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     # (Not gunicorn.conf.py: 0.2.0 rewrote its comments, so an edit there is
     # a conflict to resolve, which tests/test_update.py covers.)
     append(project / "wsgi.py", USER_WSGI)
-    append(project / "README.md", USER_README)
+    # Under the title: 0.2.0 adds sections at the end, where an appended note
+    # would be a conflict (tests/test_update.py covers those).
+    insert_after(project / "README.md", r"^# Demo Shop$", f"\n\n{USER_README}")
     (project / PACKAGE / "static" / "style.css").write_text(USER_STYLE)
     edit(project / PACKAGE / "templates" / "index.html", r"^\s*<h1>.*</h1>$", USER_HEADING)
     commit_all(project, "my changes")
