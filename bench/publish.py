@@ -23,6 +23,7 @@ START, END = "<!-- performance-figures:start -->", "<!-- performance-figures:end
 README_STACKS = (
     "flask-run",
     "default",
+    "default-0.1.0",
     "earlier-defaults",
     "nginx-2x4",
     "gunicorn",
