@@ -26,6 +26,7 @@ from bench.memory import settled_pss_mib, stack_pss_mib
 from bench.project import REPO, Project, render
 from bench.stacks import ROUTES, STACKS, Stack, select
 from tests.helpers.servers import http_get
+from tests.helpers.template_versions import RELEASES
 
 PLOT = Path(__file__).resolve().parent / "plot.py"
 PATHS = {route: f"/bench/{route}" for route in ROUTES}
@@ -275,7 +276,8 @@ def main(argv: list[str]) -> int:
     # A project per template version the stacks ask for (HEAD, and e.g. 0.1.0).
     projects = {"HEAD": project}
     for ref in sorted({s.template for s in stacks} - {"HEAD"}):
-        projects[ref] = render(args.out / f"project-{ref}", ref)
+        # A release by its commit: a clone may lack the tags.
+        projects[ref] = render(args.out / f"project-{ref}", RELEASES.get(ref, ref))
     results: dict[str, Any] = {
         "meta": {
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -5,11 +5,8 @@ into the lock and the exported requirements.txt."""
 
 from __future__ import annotations
 
-import io
 import re
-import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -17,21 +14,23 @@ import pytest
 from tests.helpers.project_env import uv_environment
 from tests.helpers.template_versions import (
     GIT_ENV,
+    RELEASED,
     REPO,
     append,
+    build_release_versions,
     commit_all,
     copier_update,
     copy_project,
     git,
     marker_files,
+    version_in_the_making,
 )
 from tests.helpers.tools import require_tool
 
 pytestmark = pytest.mark.update
 
-OLD, NEW = "0.1.0", "0.2.0"
+OLD, NEW = RELEASED, version_in_the_making()
 USER_REQUIREMENT = "requests==2.32.3"  # as the CHANGELOG's example names it
-TEMPLATE_PARTS = ("copier.yml", "template", "hooks")
 
 
 def by_hand_commands() -> list[str]:
@@ -47,31 +46,7 @@ def by_hand_commands() -> list[str]:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A template repo: 0.1.0 as released (this repo's tag), then the working tree."""
-    root = tmp_path_factory.mktemp("versions") / "copier-flask"
-    root.mkdir()
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", OLD, *TEMPLATE_PARTS],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(root, filter="data")
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, "0.1.0 as released")
-    git(root, "tag", OLD)
-    for part in TEMPLATE_PARTS:
-        shutil.rmtree(root / part, ignore_errors=True)
-        (root / part).unlink(missing_ok=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copy2(REPO / "copier.yml", root / "copier.yml")
-    for part in ("template", "hooks", "locks", "includes"):
-        shutil.copytree(REPO / part, root / part, ignore=ignore)
-    commit_all(root, "the working tree")
-    git(root, "tag", NEW)
-    return root
+    return build_release_versions(tmp_path_factory.mktemp("versions") / "copier-flask")
 
 
 def test_own_dependency_survives_the_update_and_moves_to_the_lock(

@@ -9,10 +9,6 @@ own tests run, and it serves under gunicorn in production mode.
 
 from __future__ import annotations
 
-import io
-import shutil
-import subprocess
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,24 +17,22 @@ import pytest
 from tests.helpers.project_env import run_project_tests
 from tests.helpers.servers import free_port, http_get, running
 from tests.helpers.template_versions import (
-    REPO,
+    RELEASED,
     append,
+    build_release_versions,
     commit_all,
     copier_update,
     copy_project,
     edit,
-    git,
     insert_after,
     marker_files,
+    version_in_the_making,
 )
 
 pytestmark = pytest.mark.update
 
-OLD, NEW = "0.1.0", "0.2.0"
+OLD, NEW = RELEASED, version_in_the_making()
 PACKAGE = "demo_shop"
-# What a template version is made of (includes/ and locks/ arrived after 0.1.0).
-PARTS = ("copier.yml", "template", "hooks")
-NEW_PARTS = (*PARTS, "includes", "locks")
 
 USER_VIEW = '\n\n@bp.get("/mine")\ndef mine() -> str:\n    return "a view of my own"\n'
 USER_WSGI = "# mine: started by our own process manager"
@@ -62,41 +56,10 @@ NEW_FILES = [
 ]
 
 
-def build_versions(root: Path) -> Path:
-    """A template repo at `root`: tag 0.1.0 from this repo's tag, 0.2.0 the working tree."""
-    root.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", OLD, *PARTS],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(root, filter="data")
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, "0.1.0, the first release")
-    git(root, "tag", OLD)
-    for part in NEW_PARTS:
-        target = root / part
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(source, target)
-    commit_all(root, "0.2.0: logs, errors, security")
-    git(root, "tag", NEW)
-    return root
-
-
 @pytest.fixture(scope="module")
 def updated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     work = tmp_path_factory.mktemp("update-0.1.0")
-    template = build_versions(work / "copier-flask")
+    template = build_release_versions(work / "copier-flask")
     project = copy_project(template, work / "project", vcs_ref=OLD)
     assert not (project / PACKAGE / "logs.py").exists(), "0.1.0 had no logs.py"
 

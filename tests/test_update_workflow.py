@@ -27,12 +27,14 @@ from tests.helpers.template_versions import (
     V1,
     V2,
     append,
+    build_release_versions,
     build_template_versions_with_changelog,
     commit_all,
     copy_project,
     git,
+    version_in_the_making,
 )
-from tests.helpers.tools import check_jsonschema, skip_or_fail
+from tests.helpers.tools import check_jsonschema
 
 WORKFLOW = ".github/workflows/template-update.yml"
 SCRIPT = ".github/scripts/update_from_template.py"
@@ -335,33 +337,8 @@ def test_a_project_from_the_0_1_0_release_gets_the_workflow_and_this_changelog(
 ) -> None:
     """The real first release (its git tag) updated to the working tree, tagged
     with pyproject.toml's version: what users of 0.1.0 will get."""
-    if subprocess.run(
-        ["git", "rev-parse", "-q", "--verify", "refs/tags/0.1.0"], cwd=REPO
-    ).returncode:
-        skip_or_fail("this clone has no tag 0.1.0 (git fetch --tags)")
-    version = re.search(r'^version = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.M)[1]
-    root = tmp_path / "template"
-    root.mkdir()
-    archive = subprocess.run(
-        ["git", "archive", "0.1.0", "copier.yml", "CHANGELOG.md", "template", "hooks"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    )
-    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, "0.1.0")
-    git(root, "tag", "0.1.0")
-    # The working tree as it is: everything of the repository but its tests
-    # and what git and Python leave around.
-    for name in ("template", "hooks"):
-        shutil.rmtree(root / name)
-    ignore = shutil.ignore_patterns(
-        ".git", ".venv", "build", "__pycache__", "*.pyc", ".ruff_cache", "tests", "bench"
-    )
-    shutil.copytree(REPO, root, ignore=ignore, dirs_exist_ok=True)
-    commit_all(root, "the working tree")
-    git(root, "tag", version)
+    version = version_in_the_making()
+    root = build_release_versions(tmp_path / "template")
 
     project = copy_project(template=root, dst=tmp_path / "project", vcs_ref="0.1.0")
     assert not (project / WORKFLOW).exists()

@@ -35,6 +35,15 @@ from tests.helpers.render import BASE_ANSWERS
 REPO = Path(__file__).resolve().parents[2]
 V1, V2 = "1.0.0", "2.0.0"
 
+# The releases users have, by commit: git tags may not travel with a clone, a
+# commit of main's history always does (CONTRIBUTING.md: cutting a release adds one).
+RELEASES = {"0.1.0": "de30a804991611289c6f0c522e04ebe540f583be"}
+RELEASED = "0.1.0"
+# What a template version is made of: copier.yml and template/ (which includes
+# from includes/ and locks/), hooks/ for tasks and migrations, and CHANGELOG.md,
+# which the update script quotes.
+TEMPLATE_PARTS = ("copier.yml", "CHANGELOG.md", "template", "hooks", "includes", "locks")
+
 # Copier commits in its own temp repos with its own identity; ours does the same
 # for the template and project repos, so no global git config is needed.
 GIT_ENV = {
@@ -147,6 +156,43 @@ def build_template_versions(root: Path) -> Path:
     _make_v2(root)
     commit_all(root, "the next release")
     git(root, "tag", V2)
+    return root
+
+
+def version_in_the_making() -> str:
+    """pyproject.toml's version: the one the working tree will be released as."""
+    found = re.search(r'^version = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.MULTILINE)
+    assert found, "pyproject.toml has no version"
+    return found[1]
+
+
+def build_release_versions(root: Path) -> Path:
+    """A git repo at `root`: tag 0.1.0 as released, then the working tree tagged with
+    pyproject.toml's version, so that tests update a real 0.1.0 project to this one."""
+    root.mkdir(parents=True)
+    released = [part for part in TEMPLATE_PARTS if part not in ("includes", "locks")]
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", RELEASES[RELEASED], *released],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True, timeout=60)
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, f"{RELEASED} as released")
+    git(root, "tag", RELEASED)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in TEMPLATE_PARTS:
+        target, source = root / part, REPO / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=ignore)
+        else:
+            shutil.copy2(source, target)
+    commit_all(root, "the working tree")
+    git(root, "tag", version_in_the_making())
     return root
 
 
