@@ -16,9 +16,7 @@ text, and the project's own tests passing whenever there was no conflict.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +29,6 @@ import yaml
 
 from tests.helpers.project_env import project_environment, project_venv, run_project_tests
 from tests.helpers.template_versions import (
-    GIT_ENV,
     REPO,
     V2,
     append,
@@ -42,6 +39,7 @@ from tests.helpers.template_versions import (
     git,
     insert_after,
     marker_files,
+    run_as_user,
 )
 
 pytestmark = pytest.mark.update
@@ -261,15 +259,8 @@ def test_fleet_member_updates_without_losing_work(
 
     body_file = tmp_path / "pull-request.md"
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, str(UPDATE_SCRIPT), "--body-file", str(body_file), *member.update_args],
-        cwd=project,
-        env={**os.environ, **GIT_ENV, "NO_COLOR": "1"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = [sys.executable, str(UPDATE_SCRIPT), "--body-file", str(body_file)]
+    result = run_as_user(project, [*command, *member.update_args])
     seconds = time.monotonic() - started
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -32,6 +32,7 @@ from tests.helpers.template_versions import (
     commit_all,
     copy_project,
     git,
+    run_as_user,
     version_in_the_making,
 )
 from tests.helpers.tools import check_jsonschema
@@ -152,15 +153,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_script(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The project's own copy of the script, as the workflow runs it."""
-    return subprocess.run(
-        [sys.executable, SCRIPT, *args],
-        cwd=project,
-        env={**os.environ, **GIT_ENV, "NO_COLOR": "1", **env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_as_user(project, [sys.executable, SCRIPT, *args], **env)
 
 
 def outputs(path: Path) -> dict[str, str]:
@@ -233,15 +226,8 @@ def test_recopy_as_documented_puts_the_template_back_and_shows_the_users_edits(
     append(project / "wsgi.py", "# mine: an edit the recopy sets aside")
     commit_all(project, "my edit")
     # The command the README and _message_before_update give for an update gone wrong.
-    result = subprocess.run(
-        [sys.executable, "-m", "copier", "recopy", "--trust", "--defaults", "--overwrite"],
-        cwd=project,
-        env={**os.environ, **GIT_ENV, "NO_COLOR": "1"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    recopy = [sys.executable, "-m", "copier", "recopy", "--trust", "--defaults", "--overwrite"]
+    result = run_as_user(project, recopy)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (project / "wsgi.py").read_text() == pristine
     assert "-# mine: an edit the recopy sets aside" in git(project, "diff", "--", "wsgi.py")
@@ -345,13 +331,8 @@ def test_a_project_from_the_0_1_0_release_gets_the_workflow_and_this_changelog(
     # The project has no script yet: the one it is about to get does the update.
     script = REPO / "template" / "{% if ci == 'github' %}.github{% endif %}"
     script = script / "{% if update_workflow %}scripts{% endif %}" / "update_from_template.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--body-file", str(tmp_path / "body.md")],
-        cwd=project,
-        env={**os.environ, **GIT_ENV, "NO_COLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_as_user(
+        project, [sys.executable, str(script), "--body-file", str(tmp_path / "body.md")]
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (project / WORKFLOW).is_file(), "update_workflow's default reaches old projects"

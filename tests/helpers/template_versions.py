@@ -219,13 +219,22 @@ def copier_update(project: Path, *args: str, vcs_ref: str = V2) -> subprocess.Co
     migration scripts print to the process's own stdout.
     """
     command = [sys.executable, "-m", "copier", "update", "--trust", "--defaults"]
+    return run_as_user(project, [*command, f"--vcs-ref={vcs_ref}", *args, str(project)])
+
+
+def run_as_user(
+    project: Path, command: list[str], timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`command` in `project` as a user runs it from a terminal: git's identity set,
+    no colours in the output, nothing on stdin (a prompt fails instead of hanging)."""
     return subprocess.run(
-        [*command, f"--vcs-ref={vcs_ref}", *args, str(project)],
-        env={**os.environ, **GIT_ENV, "NO_COLOR": "1"},
+        command,
+        cwd=project,
+        env={**os.environ, **GIT_ENV, "NO_COLOR": "1", **env},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
     )
 
 
