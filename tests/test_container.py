@@ -266,13 +266,15 @@ def test_final_image_holds_only_what_runs(
             "sh",
             "-c",
             "ls -A /app; echo ---; ls /venv/bin; echo ---;"
-            " command -v gcc cc make curl uv || true; ls -d /root/.cache 2>/dev/null || true",
+            " command -v gcc cc make curl uv pip pip3 || true;"
+            " ls -d /root/.cache 2>/dev/null || true;"
+            " python -c 'import pip' 2>/dev/null && echo import-pip || true",
             timeout=60,
         ).stdout.split("---")
     app, venv_bin, tools = (part.split() for part in listing)
     assert sorted(app) == ["demo_shop", "gunicorn.conf.py", "gunicorn_hooks.py", "wsgi.py"]
     assert "gunicorn" in venv_bin and not {"pip", "uv"} & set(venv_bin)
-    assert tools == [], f"build tools or caches in the final image: {tools}"
+    assert tools == [], f"build tools, pip or caches in the final image: {tools}"
 
     base = image_megabytes(podman, ensure_base_image(podman))
     final = image_megabytes(podman, build.image)

@@ -47,8 +47,11 @@ DEBIAN_SUITE = "bookworm"
 BASE_PYTHON = "3.11"
 
 #: Packages on top of debootstrap's minbase: what the official python image
-#: offers (python, pip, venv) plus CA certificates for HTTPS.
-BASE_PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates")
+#: offers (python, venv) plus CA certificates for HTTPS. pip is not Debian's
+#: python3-pip: ensurepip installs it into /usr/local, as the official image
+#: has it, so that a Dockerfile can `pip uninstall` it (Debian's copy has no
+#: RECORD file, which pip needs to uninstall).
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 
 #: The image config the official python image has and an imported tarball
 #: lacks (``podman import`` creates an image without ENV or CMD).
@@ -70,7 +73,7 @@ SLIM_EXCLUDES = (
 )
 
 #: Bump when the recipe below changes in a way the cache key cannot see.
-BASE_RECIPE_VERSION = 2
+BASE_RECIPE_VERSION = 3
 
 #: Used when apt's sources name no mirror for DEBIAN_SUITE (e.g. Ubuntu hosts).
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
@@ -622,13 +625,22 @@ def _make_python_like_official_image(rootfs: Path) -> None:
     # `pip install` (no venv) fail in Dockerfiles written for python:3.x.
     for marker in rootfs.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
         marker.unlink()
-    # python:3.x has `python` and `pip` on PATH; Debian only python3/pip3.
+    # python:3.x has `python` on PATH; Debian only python3.
     local_bin = rootfs / "usr/local/bin"
     local_bin.mkdir(parents=True, exist_ok=True)
-    for name, target in (("python", "/usr/bin/python3"), ("pip", "/usr/bin/pip3")):
-        link = local_bin / name
-        if not link.is_symlink() and not link.exists():
-            link.symlink_to(target)  # absolute: resolved inside the container
+    link = local_bin / "python"
+    if not link.is_symlink() and not link.exists():
+        link.symlink_to("/usr/bin/python3")  # absolute: resolved inside the container
+    # pip in /usr/local, installed by pip as the official image has it (Debian
+    # disables ensurepip for its python), from the wheels python3-venv ships:
+    # no network, and a RECORD file, so that `pip uninstall` works.
+    install_pip = (
+        "set -- /usr/share/python-wheels/pip-*.whl"
+        ' && python3 "$1/pip" install --no-index'
+        " --find-links=/usr/share/python-wheels --root-user-action=ignore"
+        " --disable-pip-version-check --no-cache-dir pip setuptools"
+    )
+    _run_checked(["chroot", str(rootfs), "sh", "-c", install_pip], timeout=300)
 
     # Keep the image small like debian:*-slim (which python:*-slim builds
     # on): no docs except copyright notices, no man pages, no translations,
