@@ -16,12 +16,16 @@ import logging.config
 import os
 import re
 import sys
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, has_request_context, request
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 FORMATS = ("text", "json")
@@ -97,7 +101,8 @@ def config_dict(level: str, format_: str, access_log: bool = True) -> dict[str, 
             "gunicorn.error": dict(server),
             "gunicorn.access": dict(access),
             "_granian": dict(server),
-            "granian.access": dict(access),
+            # The access line the app writes itself (AccessLog, under granian).
+            "app.access": dict(access),
         },
     }
 
@@ -121,24 +126,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-# Where a server's access line keeps the request id: gunicorn, the response's
-# X-Request-ID (its "{x-request-id}o" atom); granian, the request's header, the
-# first one its access format names ("_h0").
-ACCESS_LINE_ID_KEYS = ("{x-request-id}o", "_h0")
-
-
 class RequestIdFilter(logging.Filter):
     """Adds `request_id` to every record: the current request's, or "-"."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = "-"
         if has_request_context():
             record.request_id = request_id()
-        elif isinstance(record.args, dict):  # an access line, after the request
-            for key in ACCESS_LINE_ID_KEYS:
-                sent = str(record.args.get(key, ""))
-                if VALID_REQUEST_ID.fullmatch(sent):
-                    record.request_id = sent
+        elif isinstance(record.args, dict):  # gunicorn's access line, after the request
+            # The response's X-Request-ID, which gunicorn's access line sees.
+            sent = str(record.args.get("{x-request-id}o", ""))
+            record.request_id = sent if VALID_REQUEST_ID.fullmatch(sent) else "-"
+        elif not hasattr(record, "request_id"):  # AccessLog passes the id itself
+            record.request_id = "-"
         return True
 
 
@@ -156,6 +155,49 @@ def request_id() -> str:
     return found
 
 
+# Hand-written rather than a dependency (paste's TransLogger): it must log the
+# id and the duration, in gunicorn's layout, and that is these few lines.
+class AccessLog:
+    """WSGI middleware that writes each request's access line from the app.
+
+    For servers whose own access line cannot show the id the app made up
+    (granian's names request headers only). The line has gunicorn's layout:
+    client "request line" status bytes duration. The duration is the app's
+    time, up to its response; gunicorn's own line also counts sending it.
+    """
+
+    def __init__(self, wsgi_app: WSGIApplication) -> None:
+        self.wsgi_app = wsgi_app
+        self.logger = logging.getLogger("app.access")
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        answered: list[str] = ["-", "-"]  # status, Content-Length
+
+        def noting_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            answered[:] = [status.split(" ", 1)[0], dict(headers).get("Content-Length", "-")]
+            return start_response(status, headers, exc_info)
+
+        body = self.wsgi_app(environ, noting_start_response)
+        query = environ.get("QUERY_STRING")
+        line = " ".join(
+            [
+                environ.get("REQUEST_METHOD", "-"),
+                environ.get("PATH_INFO", "") + (f"?{query}" if query else ""),
+                environ.get("SERVER_PROTOCOL", "-"),
+            ]
+        )
+        self.logger.info(
+            '%s "%s" %s %s %.0fms',
+            environ.get("REMOTE_ADDR", "-"),
+            line,
+            *answered,
+            (time.perf_counter() - started) * 1000,
+            extra={"request_id": environ.get("app.request_id", "-")},
+        )
+        return body
+
+
 def init_app(app: Flask) -> None:
     """Check the settings, log when no server did, and return every request's id."""
     level, format_ = settings_or_exit()
@@ -163,6 +205,9 @@ def init_app(app: Flask) -> None:
     # `flask run`, waitress or a script nobody has, so do it here.
     if not logging.root.handlers:
         logging.config.dictConfig(config_dict(level, format_))
+    # run_granian.py asks for it: granian's own access line is off then.
+    if os.environ.get("APP_ACCESS_LOG") == "true":
+        app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.after_request
     def send_request_id(response: Response) -> Response:
