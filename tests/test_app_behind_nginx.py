@@ -29,6 +29,7 @@ APP = ["gunicorn", "-c", "gunicorn.conf.py", "probe_wsgi:app"]
 PROBE = """\
 import os
 import signal
+import time
 
 from flask import current_app
 
@@ -43,6 +44,9 @@ def log_a_line():
 
 @app.get("/_probe/die")
 def die():
+    # The instant of death, so the test can tell which requests were in flight.
+    with open(os.environ["PROBE_DIED_AT"], "w") as died_at:
+        died_at.write(repr(time.time()))
     # What a segfault or the kernel's OOM killer does to a worker.
     os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -172,13 +176,23 @@ def test_a_changed_stylesheet_gets_a_new_url_after_a_restart(
 
 # -- a request that kills its worker --------------------------------------------------------
 
+# The death is timed just before the SIGKILL, but the worker's sockets close
+# only once the kernel has torn it down: nginx can still hand it a request on a
+# kept-alive connection in between, or just after, before it sees them closed.
+# Such requests started up to 3.6 ms after the recorded death (110 runs, 2 busy cores).
+DEATH_SLACK = 0.010
+
 
 def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
     probe_project: Path, venv_bin: Path, tmp_path: Path
 ) -> None:
-    with serve(probe_project, venv_bin, tmp_path, GUNICORN_ACCESS_LOG="") as stack:
+    died_at = tmp_path / "died-at"
+    clients = 4
+    with serve(
+        probe_project, venv_bin, tmp_path, GUNICORN_ACCESS_LOG="", PROBE_DIED_AT=str(died_at)
+    ) as stack:
         before = stack.workers(2)
-        with Load(stack.port, "/healthz", clients=4, seconds=20, host=stack.host) as load:
+        with Load(stack.port, "/healthz", clients=clients, seconds=20, host=stack.host) as load:
             # Every worker serves some requests: nginx holds kept-alive
             # connections to both, where its default would replay a failed request.
             load.wait_for(ok=300)
@@ -189,19 +203,33 @@ def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
             wait_for_workers(stack.master, lambda pids: len(pids) == 2, "2 workers again")
             load.wait_for(ok=100)
         killed = before - worker_pids(stack.master)
+    died = float(died_at.read_text())
+    # Failed requests not in flight on the dying worker (start, end in ms from its death).
+    unexplained = [
+        (round((o.started - died) * 1000, 1), round((o.ended - died) * 1000, 1))
+        for o in load.failed
+        if not (o.started < died + DEATH_SLACK and o.ended > died)
+    ]
+    others = (
+        f"{len(unexplained)} not in flight then"
+        if unexplained
+        else "all in flight on the dying worker"
+    )
     record(
         "04b-crash-nginx",
         "a GET that kills its own worker (SIGKILL), 4 clients looping",
         "nginx → gunicorn gthread 2x32 (unix socket)",
         f"{len(killed)} worker killed; its client got HTTP {answer.status} in "
-        f"{took * 1000:.0f} ms; others: {len(load.failed)} failed of {len(load.outcomes)}",
-        "1 worker killed, an error page within 2 s, ≤ 4 others failed",
+        f"{took * 1000:.0f} ms; others: {len(load.failed)} failed of {len(load.outcomes)}, "
+        f"{others}",
+        "1 worker killed, an error page within 2 s, no other failed unless in flight then",
     )
     assert answer.status == 502 and b"Temporarily unavailable" in answer.body  # type: ignore[attr-defined]
     assert took < 2
     # nginx does not send it again to the next worker (proxy_next_upstream
     # off): with its default, the same request killed both workers here.
     assert len(killed) == 1, f"one request killed {len(killed)} workers"
-    # The other clients lose at most what was in flight on that worker, one
-    # request per client at most (4); measured 0 to 2 of about 420.
-    assert len(load.failed) <= 4, load.summary()
+    # The other clients lose only what was in flight when the worker died:
+    # nginx replays nothing, so those fail, and nothing else does.
+    assert not unexplained, f"failed, not in flight at the death (ms): {unexplained}"
+    assert len(load.failed) <= clients, load.summary()

@@ -137,7 +137,7 @@ NGINX_LOSSES_PER_KILL = 4
 
 @dataclass(frozen=True)
 class Kill:
-    stopped: float  # time.monotonic() when the victim was frozen (SIGSTOP)
+    stopped: float  # time.time(), Load's clock, when the victim was frozen (SIGSTOP)
     killed: float  # and when SIGKILL was sent, a moment later
     victim: int
     held: int  # client connections the victim held then: all it can take with it
@@ -157,17 +157,17 @@ def kill_workers_under_load(stack: Stack) -> tuple[Load, list[Kill]]:
         for _ in range(KILLS):
             victim = min(workers)
             os.kill(victim, signal.SIGSTOP)
-            stopped = time.monotonic()
+            stopped = time.time()
             held = connections_held(victim, stack.master)
             os.kill(victim, signal.SIGKILL)
-            killed = time.monotonic()
+            killed = time.time()
             workers = wait_for_workers(
                 stack.master,
                 lambda pids, victim=victim: len(pids) == 2 and victim not in pids,
                 f"respawn after killing {victim}",
                 deadline=10,
             )
-            kills.append(Kill(stopped, killed, victim, held, time.monotonic() - stopped))
+            kills.append(Kill(stopped, killed, victim, held, time.time() - stopped))
             load.wait_for(ok=50)  # the survivors and the new worker serve
     return load, kills
 
@@ -293,7 +293,7 @@ def test_sigterm_and_the_listen_queue(
         stack.workers(workers)
         with stack.load("/_chaos/sleep?s=0.05", clients=clients, timeout=10) as load:
             load.wait_for(ok=40)
-            sent = time.monotonic()
+            sent = time.time()  # the clock of Load's outcomes
             stack.gunicorn.process.send_signal(signal.SIGTERM)
             load.stop()  # each client finishes the request it has started
         returncode = stack.gunicorn.process.wait(timeout=35)

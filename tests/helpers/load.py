@@ -20,7 +20,10 @@ from tests.helpers.servers import LOOPBACK
 
 @dataclass(frozen=True)
 class Outcome:
-    started: float  # time.monotonic() when the connection was opened
+    # Wall-clock time.time(), right before sending and right after the answer
+    # or the error: comparable with instants other processes record (a
+    # worker's death), as time.monotonic() is not promised to be.
+    started: float
     ended: float
     status: int | None  # None: no HTTP response (refused, reset, timed out)
     error: str  # "" or the exception's class name
@@ -97,15 +100,15 @@ class Load:
                 self._stop.wait(self.pause)
 
     def _one(self) -> Outcome:
-        started = time.monotonic()
         conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=self.timeout)
+        started = time.time()
         try:
             conn.request("GET", self.path, headers=self.headers)
             response = conn.getresponse()
             response.read()
-            return Outcome(started, time.monotonic(), response.status, "")
+            return Outcome(started, time.time(), response.status, "")
         except (OSError, http.client.HTTPException) as exc:
-            return Outcome(started, time.monotonic(), None, type(exc).__name__)
+            return Outcome(started, time.time(), None, type(exc).__name__)
         finally:
             conn.close()
 
