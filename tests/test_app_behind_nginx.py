@@ -109,8 +109,11 @@ def test_one_request_id_in_the_response_the_app_log_and_both_access_logs(stack: 
     assert response.status == 200
     # nginx replaced the client's id with its own $request_id.
     assert rid != forged and re.fullmatch(r"[0-9a-f]{32}", rid or ""), rid
-    app_log = wait_for_text(stack.gunicorn.log, rf"\[{rid}\] order placed")
-    assert re.search(rf"\[{rid}\] .*\"GET /_probe/log HTTP/1.[01]\" 200 .*\d+ms", app_log)
+    wait_for_text(stack.gunicorn.log, rf"\[{rid}\] order placed")
+    # gunicorn writes its access line after the response: wait for it too.
+    app_log = wait_for_text(
+        stack.gunicorn.log, rf"\[{rid}\] .*\"GET /_probe/log HTTP/1.[01]\" 200 .*\d+ms"
+    )
     nginx_line = wait_for_text(nginx_access_log(stack), rf"request_id={rid}")
     assert re.search(rf"GET /_probe/log .*request_id={rid} request_time=[\d.]+", nginx_line)
     assert forged not in app_log
