@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 from bench import loadgen, machine, publish, report
 from bench.launch import Running, nginx_available, running
@@ -249,7 +251,14 @@ def plot(project: Project, results_json: Path, png: Path) -> None:
         print(f"plot failed: {done.stderr}", file=sys.stderr)
 
 
+def stop_like_ctrl_c(signum: int, frame: FrameType | None) -> NoReturn:
+    """SIGTERM (`timeout`, a CI runner, kill) ends the run as Ctrl+C does: the
+    servers are stopped on the way out instead of being left running."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
     args = parse(argv)
     stacks = select(args.stacks)
     if not nginx_available():

@@ -9,8 +9,11 @@ from a full run (bench/README.md).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +70,39 @@ def test_python_load_generator_stands_in_for_wrk(tmp_path: Path) -> None:
     assert results["meta"]["generator"] == "python"
     measured = results["measurements"][0]["load"]
     assert measured["rps"] > 0 and measured["errors"]["status"] == 0, measured
+
+
+def processes_under(folder: Path, named: str = "") -> list[int]:
+    """PIDs of the processes whose working directory is inside `folder` (and
+    whose command line contains `named`)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            inside = Path(os.readlink(proc / "cwd")).is_relative_to(folder)
+            if inside and named.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def test_sigterm_stops_the_run_and_its_servers(tmp_path: Path) -> None:
+    # `timeout 600 python3 bench/run.py` ends a run with SIGTERM: the servers
+    # it started (they run in the rendered project, under --out) must go too.
+    command = [sys.executable, "bench/run.py", "--smoke", "--out", str(tmp_path)]
+    command += ["--stacks", "gunicorn", "--routes", "json", "--passes", "5"]
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL) as harness:
+        try:
+            deadline = time.monotonic() + 120
+            while not processes_under(tmp_path, named="gunicorn"):
+                assert harness.poll() is None, "the run ended before gunicorn started"
+                assert time.monotonic() < deadline, "gunicorn did not start within 120 s"
+                time.sleep(0.2)
+            harness.send_signal(signal.SIGTERM)
+            harness.wait(timeout=60)
+        finally:
+            harness.kill()  # a no-op when it has exited
+    left = processes_under(tmp_path)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], f"servers left running after SIGTERM: {left}"
