@@ -14,12 +14,15 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.helpers.chaos import wait_for_workers, worker_pids
 from tests.helpers.figures import record
 from tests.helpers.load import Load
+from tests.helpers.project_env import project_venv
+from tests.helpers.render import render
 from tests.helpers.servers import LOOPBACK
 from tests.helpers.stack import Stack, nginx_stack, project_env
 
@@ -63,9 +66,9 @@ def probe_project(default_project: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 def serve(
-    project: Path, venv_bin: Path, work: Path, **settings: str
+    project: Path, venv_bin: Path, work: Path, app: list[str] = APP, **settings: str
 ) -> AbstractContextManager[Stack]:
-    return nginx_stack(APP, project, project_env(venv_bin, **SETTINGS | settings), work)
+    return nginx_stack(app, project, project_env(venv_bin, **SETTINGS | settings), work)
 
 
 @pytest.fixture(scope="module")
@@ -186,13 +189,34 @@ def test_a_changed_stylesheet_gets_a_new_url_after_a_restart(
 DEATH_SLACK = 0.010
 
 
+@pytest.fixture(scope="module")
+def granian_probe_project(copie_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    copy = tmp_path_factory.mktemp("behind-nginx-granian") / "project"
+    shutil.copytree(render(copie_session, server="granian"), copy)
+    (copy / "probe_wsgi.py").write_text(PROBE)
+    return copy
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
 def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
-    probe_project: Path, venv_bin: Path, tmp_path: Path
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    if server == "gunicorn":
+        project, app = request.getfixturevalue("probe_project"), APP
+        venv = request.getfixturevalue("venv_bin")
+    else:
+        project = request.getfixturevalue("granian_probe_project")
+        app, venv = ["python", "run_granian.py", "probe_wsgi:app"], project_venv(project)
     died_at = tmp_path / "died-at"
     clients = 4
     with serve(
-        probe_project, venv_bin, tmp_path, GUNICORN_ACCESS_LOG="", PROBE_DIED_AT=str(died_at)
+        project,
+        venv,
+        tmp_path,
+        app,
+        GUNICORN_ACCESS_LOG="",
+        GRANIAN_LOG_ACCESS_ENABLED="false",
+        PROBE_DIED_AT=str(died_at),
     ) as stack:
         before = stack.workers(2)
         with Load(stack.port, "/healthz", clients=clients, seconds=20, host=stack.host) as load:
@@ -219,9 +243,9 @@ def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
         else "all in flight on the dying worker"
     )
     record(
-        "04b-crash-nginx",
+        "04b-crash-nginx" + ("" if server == "gunicorn" else f"-{server}"),
         "a GET that kills its own worker (SIGKILL), 4 clients looping",
-        "nginx → gunicorn gthread 2x32 (unix socket)",
+        stack.label,
         f"{len(killed)} worker killed; its client got HTTP {answer.status} in "
         f"{took * 1000:.0f} ms; others: {len(load.failed)} failed of {len(load.outcomes)}, "
         f"{others}",

@@ -78,7 +78,10 @@ def gunicorn_settings(command: Sequence[str], cwd: Path, env: Mapping[str, str])
 
 
 def describe_server(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> str:
-    """ "gunicorn gthread 2x32", "gunicorn sync w2", or the command itself (granian)."""
+    """ "gunicorn gthread 2x32", "gunicorn sync w2", "granian w2 (run_granian.py)",
+    or the command itself."""
+    if "run_granian.py" in command:
+        return f"granian w{env.get('WEB_CONCURRENCY') or '(cpus)'} (run_granian.py)"
     if Path(command[0]).name != "gunicorn":
         return " ".join(command)
     settings = gunicorn_settings(command, cwd, env)
