@@ -197,11 +197,16 @@ def granian_probe_project(copie_session: Any, tmp_path_factory: pytest.TempPathF
     return copy
 
 
-@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+# Sync workers, as proxy.conf suggests them (with threads > 1 gunicorn would
+# run gthread instead).
+SYNC = {"GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"}
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "gunicorn-sync", "granian"])
 def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
     server: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if server == "gunicorn":
+    if server.startswith("gunicorn"):
         project, app = request.getfixturevalue("probe_project"), APP
         venv = request.getfixturevalue("venv_bin")
     else:
@@ -217,6 +222,7 @@ def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
         GUNICORN_ACCESS_LOG="",
         GRANIAN_LOG_ACCESS_ENABLED="false",
         PROBE_DIED_AT=str(died_at),
+        **(SYNC if server == "gunicorn-sync" else {}),
     ) as stack:
         before = stack.workers(2)
         with Load(stack.port, "/healthz", clients=clients, seconds=20, host=stack.host) as load:
@@ -260,3 +266,8 @@ def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
     # nginx replays nothing, so those fail, and nothing else does.
     assert not unexplained, f"failed, not in flight at the death (ms): {unexplained}"
     assert len(load.failed) <= clients, load.summary()
+    if server == "gunicorn-sync":
+        # A sync worker holds one request at a time and no kept-alive
+        # connection: the crash loses its own request and nothing else
+        # (proxy.conf recommends it where that matters).
+        assert load.failed == [], load.summary()

@@ -86,7 +86,8 @@ def describe_server(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -
         return " ".join(command)
     settings = gunicorn_settings(command, cwd, env)
     kind, workers = settings["worker_class"], settings["workers"]
-    if kind == "gthread":
+    if kind == "gthread" or (kind == "sync" and int(settings["threads"]) > 1):
+        # (gunicorn runs gthread when sync is asked for with threads > 1)
         return f"gunicorn gthread {workers}x{settings['threads']}"
     return f"gunicorn {kind} w{workers}"
 
