@@ -162,6 +162,35 @@ def test_combination_reads_as_hand_written(combination: tuple[dict[str, Any], Pa
     assert text_problems(project) == []
 
 
+# Deployment files that may still name the other server, each with the reason.
+OTHER_SERVER_ALLOWED_IN = {
+    "deploy/k8s/deployment.yaml": "its comments are not rewritten for granian yet (a known gap)",
+    "deploy/k8s/configmap.yaml": "its comments are not rewritten for granian yet (a known gap)",
+}
+
+
+def test_deploy_files_name_only_the_projects_server(
+    combination: tuple[dict[str, Any], Path],
+) -> None:
+    """A learner reading a granian project's deployment files reads about
+    granian, never gunicorn (its settings, its figures), and the other way round."""
+    combo, project = combination
+    other = "gunicorn" if combo["server"] == "granian" else "granian"
+    deployment = [
+        rel
+        for rel in project_files(project)
+        if rel.parts[0] == "deploy" or str(rel) in {"compose.yaml", "Dockerfile", "Procfile"}
+    ]
+    mentions = [
+        f"{rel}:{number}: {line.strip()}"
+        for rel in deployment
+        if str(rel) not in OTHER_SERVER_ALLOWED_IN
+        for number, line in enumerate((project / rel).read_text().splitlines(), 1)
+        if other in line.lower()
+    ]
+    assert mentions == []
+
+
 def test_gunicorn_config_reads_at_a_glance(default_project: Path) -> None:
     """Settings only, each in gunicorn's reference form: `# name: what it does and
     when to change it`, in at most three lines; the machinery is in gunicorn_hooks.py."""
