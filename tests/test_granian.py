@@ -8,6 +8,7 @@ secret, respawns a killed worker, and finishes in-flight requests on SIGTERM.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -131,6 +132,45 @@ def test_killed_worker_is_respawned_and_sigterm_finishes_in_flight(
         assert statuses == [200, 200, 200]
         assert stack.gunicorn.process.wait(timeout=30) == 0
         assert worker_pids(main) == set()
+
+
+VERSIONED_WSGI = """\
+from probe_version import VERSION
+from wsgi import app
+
+
+@app.get("/_probe/version")
+def version():
+    return VERSION
+"""
+
+
+def test_sighup_replaces_the_workers_with_new_code_one_at_a_time(
+    project: Path, env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    """`systemctl reload` (the unit's ExecReload sends SIGHUP), as the generated
+    README promises: new code served, and no request lost on the way."""
+    copy = tmp_path / "app"
+    shutil.copytree(project, copy)
+    (copy / "probe_wsgi.py").write_text(VERSIONED_WSGI)
+    (copy / "probe_version.py").write_text('VERSION = "v1"\n')
+    port = free_port()
+    settings = env(FLASK_SECRET_KEY=SECRET, WEB_CONCURRENCY="2", PORT=str(port))
+    command = [*LAUNCH, "probe_wsgi:app"]
+    with running(command, copy, settings, tmp_path / "granian.log", port) as server:
+        assert http_get(port, "/_probe/version").body == b"v1"
+        (copy / "probe_version.py").write_text('VERSION = "v2"\n')
+        with Load(port, "/_probe/version", clients=4, seconds=60) as load:
+            load.wait_for(ok=50)
+            os.kill(server.process.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 40
+            while server.output().count("Stopped old worker") < 2:
+                assert time.monotonic() < deadline, server.output()
+                time.sleep(0.1)
+            load.wait_for(ok=load.ok + 50)
+        answers = {http_get(port, "/_probe/version").body for _ in range(20)}
+    assert answers == {b"v2"}, "every worker runs the new code"
+    assert load.failed == [], load.summary()
 
 
 def test_sigterm_while_workers_start_stops_at_once(
