@@ -43,6 +43,21 @@ def test_a_block_between_markers_is_replaced_and_the_rest_kept() -> None:
         figures.replace_between(text, "<!-- x -->", "<!-- b -->", "new")
 
 
+def test_a_partial_run_never_empties_the_readme_table() -> None:
+    header = (
+        "| scenario | stack | measured | the test asserts | measured at |\n|---|---|---|---|---|"
+    )
+    three = "\n".join(
+        [header, "| a | s | f | b | t |", "| b | s | f | b | t |", "| c | s | f | b | t |"]
+    )
+    one = "\n".join([header, "| a | s | f | b | now |"])
+    readme = f"intro\n{figures.START}\n{three}\n{figures.END}\nafter\n"
+    with pytest.raises(SystemExit, match="recorded 1 figures and README.md shows 3"):
+        figures.readme_with(readme, one)
+    assert "| a | s | f | b | now |" in figures.readme_with(readme, one, fewer_ok=True)
+    assert figures.readme_with(readme, three) == readme
+
+
 def test_the_readme_has_each_table_between_its_markers_once() -> None:
     readme = figures.README.read_text()
     for marker in (figures.START, figures.END, publish.START, publish.END):

@@ -9,6 +9,9 @@ the table holds only what the last run measured, each row with its time.
     .venv/bin/python -m tests.helpers.figures           # print the table
     .venv/bin/python -m tests.helpers.figures --readme  # and put it in README.md
 
+--readme refuses a table with fewer rows than README.md has (a partial run);
+--fewer allows it, for a figure removed on purpose.
+
 Rows are sorted by key; keys start with a number to keep the README's order.
 """
 
@@ -71,13 +74,36 @@ def replace_between(text: str, start: str, end: str, block: str) -> str:
     return f"{before}{start}\n{block}\n{end}\n{after}"
 
 
+def table_rows(markdown: str) -> int:
+    """How many data rows a table has (header and separator lines aside)."""
+    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    return max(0, len(lines) - 1)
+
+
+def readme_with(readme: str, generated: str, fewer_ok: bool = False) -> str:
+    """`readme` with `generated` as its table; refused when it would lose rows.
+
+    A run of part of the suite (one file, `-k`) records only its own figures:
+    written as it is, the table would silently drop every other row.
+    """
+    current = readme.partition(START + "\n")[2].partition(END)[0]
+    had, has = table_rows(current), table_rows(generated)
+    if has < had and not fewer_ok:
+        raise SystemExit(
+            f"The last run recorded {has} figures and README.md shows {had}: it was not the "
+            "whole suite. Run `python3 dev.py test` first (or pass --fewer if a figure was "
+            "removed on purpose)."
+        )
+    return replace_between(readme, START, END, generated)
+
+
 def main(argv: list[str]) -> int:
     generated = table()
     sys.stdout.write(generated + "\n")
     if "--readme" in argv:
         if not list(FIGURES.glob("*.json")):
             raise SystemExit("No figures recorded: run the suite (python3 dev.py test) first.")
-        README.write_text(replace_between(README.read_text(), START, END, generated))
+        README.write_text(readme_with(README.read_text(), generated, "--fewer" in argv))
         print(f"Written into {README.name}", file=sys.stderr)
     return 0
 
