@@ -59,8 +59,13 @@ SETTINGS = {"WEB_CONCURRENCY": "2", "GUNICORN_MAX_REQUESTS": "0"}
 
 @pytest.fixture(scope="module")
 def probe_project(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return with_probe(default_project, tmp_path_factory)
+
+
+def with_probe(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of `project` with the test-only entry point, probe_wsgi.py."""
     copy = tmp_path_factory.mktemp("behind-nginx") / "project"
-    shutil.copytree(default_project, copy)
+    shutil.copytree(project, copy)
     (copy / "probe_wsgi.py").write_text(PROBE)
     return copy
 
@@ -191,10 +196,7 @@ DEATH_SLACK = 0.010
 
 @pytest.fixture(scope="module")
 def granian_probe_project(copie_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    copy = tmp_path_factory.mktemp("behind-nginx-granian") / "project"
-    shutil.copytree(render(copie_session, server="granian"), copy)
-    (copy / "probe_wsgi.py").write_text(PROBE)
-    return copy
+    return with_probe(render(copie_session, server="granian"), tmp_path_factory)
 
 
 # Sync workers, as proxy.conf suggests them (with threads > 1 gunicorn would
@@ -206,17 +208,14 @@ SYNC = {"GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"}
 def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
     server: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if server.startswith("gunicorn"):
-        project, app = request.getfixturevalue("probe_project"), APP
-        venv = request.getfixturevalue("venv_bin")
-    else:
-        project = request.getfixturevalue("granian_probe_project")
-        app, venv = ["python", "run_granian.py", "probe_wsgi:app"], project_venv(project)
+    granian = server == "granian"
+    project = request.getfixturevalue("granian_probe_project" if granian else "probe_project")
+    app = ["python", "run_granian.py", "probe_wsgi:app"] if granian else APP
     died_at = tmp_path / "died-at"
     clients = 4
     with serve(
         project,
-        venv,
+        project_venv(project),
         tmp_path,
         app,
         GUNICORN_ACCESS_LOG="",

@@ -25,7 +25,8 @@ import yaml
 from packaging.version import Version
 
 from tests.helpers.project_env import run_project_tests
-from tests.helpers.servers import free_port, http_get, running
+from tests.helpers.servers import http_get
+from tests.helpers.stack import SECRET, gunicorn_stack
 from tests.helpers.template_versions import (
     REPO,
     V2,
@@ -51,6 +52,8 @@ from tests.helpers.template_versions import (
 )
 
 pytestmark = pytest.mark.update
+
+APP = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
 
 PACKAGE = "demo_shop"  # from BASE_ANSWERS' project name
 NGINX_AT_V1 = "deploy/nginx/demo-shop.conf"
@@ -183,14 +186,11 @@ def test_the_updated_project_passes_its_tests_and_boots(
     suite = run_project_tests(project, run_env())
     assert suite.returncode == 0, suite.stdout + suite.stderr
 
-    port = free_port()
-    env = run_env(FLASK_SECRET_KEY="s" * 64, PORT=str(port), HOST="127.0.0.1")
-    command = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
-    with running(command, project, env, tmp_path / "gunicorn.log", port):
-        assert http_get(port, "/healthz").status == 200
-        assert http_get(port, "/").status == 200
-        assert http_get(port, "/mine").body == b"a view of my own"
-        assert http_get(port, "/v2").body == b"added in v2"
+    with gunicorn_stack(APP, project, run_env(FLASK_SECRET_KEY=SECRET), tmp_path) as stack:
+        assert http_get(stack.port, "/healthz").status == 200
+        assert http_get(stack.port, "/").status == 200
+        assert http_get(stack.port, "/mine").body == b"a view of my own"
+        assert http_get(stack.port, "/v2").body == b"added in v2"
 
 
 # ---- other scenarios, each its own project ----------------------------------------

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.project_env import run_project_tests
-from tests.helpers.servers import free_port, http_get, running
+from tests.helpers.servers import http_get
+from tests.helpers.stack import SECRET, gunicorn_stack
 from tests.helpers.template_versions import (
     RELEASED,
     append,
@@ -30,6 +31,8 @@ from tests.helpers.template_versions import (
 )
 
 pytestmark = pytest.mark.update
+
+APP = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
 
 OLD, NEW = RELEASED, version_in_the_making()
 PACKAGE = "demo_shop"
@@ -113,12 +116,9 @@ def test_the_updated_project_passes_its_tests_and_serves(
     suite = run_project_tests(project, run_env())
     assert suite.returncode == 0, suite.stdout + suite.stderr
 
-    port = free_port()
-    env = run_env(FLASK_SECRET_KEY="s" * 64, PORT=str(port), HOST="127.0.0.1")
-    command = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
-    with running(command, project, env, tmp_path / "gunicorn.log", port):
-        mine = http_get(port, "/mine")
-        missing = http_get(port, "/nowhere")
+    with gunicorn_stack(APP, project, run_env(FLASK_SECRET_KEY=SECRET), tmp_path) as stack:
+        mine = http_get(stack.port, "/mine")
+        missing = http_get(stack.port, "/nowhere")
     assert (mine.status, mine.body) == (200, b"a view of my own")
     assert mine.headers["x-request-id"] and "content-security-policy" in mine.headers
     assert missing.status == 404 and b"request id" in missing.body
