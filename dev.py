@@ -1,26 +1,28 @@
 #!/usr/bin/env python3
-"""The template's two entry points, for a fresh clone with Python 3.10+ and git.
+"""The template's three entry points, for a fresh clone with Python 3.10+ and git.
 
     python3 dev.py demo    render a project with the defaults and serve it with gunicorn
     python3 dev.py test    run the template's test suite (extra arguments go to pytest)
     python3 dev.py lock    regenerate every variant's uv.lock and requirements.txt (locks/)
 
-Both build `.venv` from the `test` group in pyproject.toml first (again only
-when pyproject.toml changes), so nothing needs installing by hand. As root on
-Debian or Ubuntu, `test` first installs the system tools some tests use (nginx,
-PostgreSQL, podman, ...) with .ci/install-system-tools.sh, the script CI uses;
-elsewhere, or with COPIER_FLASK_SYSTEM_TOOLS=0, those tests skip with the reason.
+Each first makes `.venv` from the `test` group in pyproject.toml, so nothing
+needs installing by hand: uv (pinned in that group) installs the group into a
+virtualenv cached outside the clone under the hash of its inputs
+(pyproject.toml and this Python), and `.venv` links to it, so a fresh clone of
+an unchanged pyproject.toml reuses it at once. As root on Debian or Ubuntu,
+`test` first installs the system tools some tests use (nginx, PostgreSQL,
+podman, ...) with .ci/install-system-tools.sh, the script CI uses; elsewhere,
+or with COPIER_FLASK_SYSTEM_TOOLS=0, those tests skip with the reason.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 import venv
 from pathlib import Path
 
@@ -29,28 +31,54 @@ VENV = REPO / ".venv"
 BIN = VENV / "bin"
 DEMO = REPO / "build" / "demo"
 SYSTEM_TOOLS = REPO / ".ci" / "install-system-tools.sh"
-# As in tests/helpers/tools.py: under CI a missing tool is a failure.
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "copier-flask"
+# As in harness/tools.py: under CI a missing tool is a failure.
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def ensure_venv() -> None:
-    """Create or refresh .venv so it matches pyproject.toml."""
-    stamp = VENV / ".pyproject-sha256"
-    wanted = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == wanted:
+    """Point .venv at a virtualenv with pyproject.toml's `test` group, built by uv
+    once per (pyproject.toml, Python) and cached outside the clone."""
+    pyproject = (REPO / "pyproject.toml").read_bytes()
+    key = hashlib.sha256(pyproject + sys.version.encode()).hexdigest()[:16]
+    target = CACHE / "tooling" / key
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Another clone may be building the same one: wait for it, then reuse it.
+    with open(target.parent / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / ".complete").exists():
+            print("Setting up .venv (copier, pytest, ruff, ...) with uv", flush=True)
+            uv = bootstrap_uv(pyproject.decode())
+            shutil.rmtree(target, ignore_errors=True)
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV"))}
+            quiet([uv, "venv", "--quiet", "--python", sys.executable, str(target)], env)
+            python = str(target / "bin" / "python")
+            quiet([uv, "pip", "install", "--quiet", "--python", python, "--group", "test"], env)
+            (target / ".complete").touch()
+    if VENV.is_symlink() and VENV.resolve() == target:
         return
-    print("Setting up .venv (copier, pytest, ruff, ...)", flush=True)
-    venv.EnvBuilder(clear=not stamp.exists(), with_pip=True).create(VENV)
-    pip = [str(BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    # Dependency groups (PEP 735) need pip >= 25.1.
-    quiet([*pip, "--upgrade", "pip>=25.1"])
-    quiet([*pip, "--group", "test"])
-    stamp.write_text(wanted)
+    if VENV.is_symlink() or VENV.is_file():
+        VENV.unlink()
+    elif VENV.exists():  # a real folder, from an older dev.py
+        shutil.rmtree(VENV)
+    VENV.symlink_to(target, target_is_directory=True)
 
 
-def quiet(command: list[str]) -> None:
-    """Run pip in the repo; show its output only when it fails."""
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+def bootstrap_uv(pyproject: str) -> str:
+    """uv itself, at the version the test group pins, in a small cached venv."""
+    pin = next(line.strip().strip('",') for line in pyproject.splitlines() if '"uv==' in line)
+    home = CACHE / "bootstrap" / pin
+    uv = home / "bin" / "uv"
+    if not uv.exists():
+        venv.EnvBuilder(clear=True, with_pip=True).create(home)
+        pip = [str(home / "bin" / "python"), "-m", "pip", "install", "-q"]
+        quiet([*pip, "--disable-pip-version-check", pin], dict(os.environ))
+    return str(uv)
+
+
+def quiet(command: list[str], env: dict[str, str]) -> None:
+    """Run an installer in the repo; show its output only when it fails."""
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
 
@@ -87,16 +115,17 @@ def test(pytest_args: list[str]) -> int:
     return subprocess.run(in_venv("-m", "pytest", "-n", "auto", *pytest_args), cwd=REPO).returncode
 
 
-DEMO_SCRIPT = """
-import sys
-from pathlib import Path
-from tests.helpers.project_env import project_venv
-print(project_venv(Path(sys.argv[1])))
-"""
-
-
 def demo(args: list[str]) -> int:
     """Render the defaults into build/demo and serve them with the generated gunicorn.conf.py."""
+    # The harness (and copier) live in .venv: run this in there.
+    if Path(sys.prefix).resolve() != VENV.resolve():
+        try:
+            return subprocess.run(in_venv(__file__, "demo", *args), cwd=REPO).returncode
+        except KeyboardInterrupt:  # the demo itself stops its server on Ctrl+C
+            return 0
+    from harness.serving import serve
+    from harness.venvs import project_venv, run_env
+
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.parent.mkdir(exist_ok=True)
     subprocess.run(
@@ -105,48 +134,26 @@ def demo(args: list[str]) -> int:
         check=True,
     )
     print(f"Rendered the default project into {DEMO}")
-    # The same shared environment the tests use: the project's pinned dependencies.
-    env_bin = subprocess.run(
-        in_venv("-c", DEMO_SCRIPT, str(DEMO)), cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    # Production mode (no FLASK_DEBUG), with the development secret copier wrote to .env.
+    # Production mode (no FLASK_DEBUG), with the development secret copier wrote
+    # to .env, and the same shared environment the tests use.
     dotenv = dict(
         line.split("=", 1) for line in (DEMO / ".env").read_text().splitlines() if "=" in line
     )
-    port = os.environ.get("PORT", "8000")
-    env = {**os.environ, "FLASK_SECRET_KEY": dotenv["FLASK_SECRET_KEY"], "PORT": port}
-    env.update(HOST="127.0.0.1", PATH=f"{env_bin}{os.pathsep}{os.environ.get('PATH', '')}")
-    env.pop("FLASK_DEBUG", None)
-    server = subprocess.Popen(
-        [f"{env_bin}/gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=DEMO, env=env
-    )
-    try:
-        health = wait_for(f"http://127.0.0.1:{port}/healthz", server)
-        print(f"\n  Serving on http://127.0.0.1:{port}/  (health: {health})")
-        print("  gunicorn with the generated gunicorn.conf.py, app from build/demo/wsgi.py\n")
+    env = run_env(project_venv(DEMO), FLASK_SECRET_KEY=dotenv["FLASK_SECRET_KEY"])
+    port = int(os.environ.get("PORT", "8000"))
+    logs = DEMO.parent / "demo-logs"
+    with serve(DEMO, logs, env, port=port, timeout=30) as served:
+        print(f"\n  Serving on {served.url}/  (health: {served.get('/healthz').text.strip()})")
+        print("  gunicorn with the generated gunicorn.conf.py, app from build/demo/wsgi.py")
+        print(f"  its log: {served.process.log}\n")
         if "--once" in args:
             return 0
         print("Press Ctrl+C to stop.")
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.terminate()
-        server.wait(timeout=35)
-    return 0
-
-
-def wait_for(url: str, server: subprocess.Popen[bytes], seconds: float = 30) -> str:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if server.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {server.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)
-                return response.read().decode().strip()
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {seconds:.0f}s")
+            served.process.popen.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
 
 
 def main(argv: list[str]) -> int:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the container tests need (tests/helpers/containers.py):
+# Install what the container tests need (harness/podman.py and harness/provisioning.py):
 # rootful podman with runc, buildah for `podman build`, debootstrap for the
 # Python base image (no container registry is reachable), and a network stack
 # for `-p 127.0.0.1:PORT:8000`.
@@ -48,7 +48,7 @@ trap 'rm -f "$log"' EXIT
 # dbus-user-session, catatonit... none of which rootful podman on a native
 # overlay filesystem needs. (apt still pulls containernetworking-plugins to
 # satisfy containers-common; the tests also work with that CNI stack alone,
-# see COPIER_FLASK_PODMAN_NETWORK_BACKEND in tests/helpers/containers.py.)
+# see COPIER_FLASK_PODMAN_NETWORK_BACKEND in harness/podman.py.)
 install() {
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1
 }

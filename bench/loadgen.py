@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.servers import LOOPBACK
+from harness.http import LOOPBACK
 
 LUA_REPORT = Path(__file__).resolve().parent / "wrk_report.lua"
 CONNECTIONS = 50  # the anchors' wrk -c50

@@ -23,8 +23,8 @@ import copier
 import yaml
 from copier.errors import DirtyLocalWarning
 
-from tests.helpers.project_env import CACHE
-from tests.helpers.render import RUNNING_PYTHON
+from harness.render import RUNNING_PYTHON
+from harness.venvs import CACHE
 
 REPO = Path(__file__).resolve().parent.parent
 APP_FILES = Path(__file__).resolve().parent / "app"

@@ -5,7 +5,7 @@
 
 The README quotes no benchmark figure that is not in that file: the table and
 the targets between its performance-figures markers are generated here, never
-typed. A smoke run is never published (bench/harness.py refuses).
+typed. A smoke run is never published (bench/benchmark.py refuses).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.figures import README, replace_between
+from harness.figures import README, replace_between
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 START, END = "<!-- performance-figures:start -->", "<!-- performance-figures:end -->"

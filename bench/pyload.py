@@ -13,7 +13,7 @@ import math
 import time
 
 from bench.loadgen import LoadResult
-from tests.helpers.servers import LOOPBACK
+from harness.http import LOOPBACK
 
 
 class Tally:

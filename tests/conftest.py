@@ -1,8 +1,10 @@
-"""Fixtures shared by the template's tests.
+"""Fixtures shared by the template's tests, and the tiers taken from the folders.
 
-Expensive things are made once per session: the default render and the
-virtualenv with its dependencies. Each pytest-xdist worker has its own session,
-so the venv itself is shared through a cache on disk (see helpers/project_env).
+A test's tier is the folder it sits in (TIERS, fastest first): `-m quick` runs
+tests/quick/, and a file never mixes tiers. Expensive things are made once per
+session: the default render and the virtualenv with its dependencies. Each
+pytest-xdist worker has its own session, so the venv itself is shared through a
+cache on disk (see harness/venvs.py).
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import figures
-from tests.helpers.project_env import project_environment, project_venv
-from tests.helpers.render import render
-from tests.helpers.tables import markdown_table, recorded_rows
+from harness import figures
+from harness.images import require_podman
+from harness.podman import podman_env
+from harness.render import render
+from harness.tables import markdown_table, recorded_rows
+from harness.venvs import project_venv
+from harness.venvs import run_env as project_run_env
 
-REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+# Each folder of tests/ is a marker (pyproject.toml describes them).
+TIERS = ("quick", "live", "container", "update", "resilience", "as_printed")
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +44,24 @@ def venv_bin(default_project: Path) -> Path:
 @pytest.fixture(scope="session")
 def run_env(venv_bin: Path) -> Callable[..., dict[str, str]]:
     """`run_env(**settings)`: an environment for running a rendered project
-    with the shared venv (see helpers/project_env.project_environment)."""
-    return functools.partial(project_environment, venv_bin)
+    with the shared venv (see harness/venvs.run_env)."""
+    return functools.partial(project_run_env, venv_bin)
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment for a private podman configuration (skips without podman)."""
+    require_podman()
+    return podman_env(tmp_path_factory.mktemp("podman"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's tier; a test outside the tiers is an error."""
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in a tier folder, one of {TIERS}")
+        item.add_marker(tier)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

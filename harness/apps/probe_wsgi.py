@@ -1,0 +1,57 @@
+"""The project's own app (its wsgi.py) plus /_probe routes for the template's tests."""
+
+import os
+import signal
+import time
+
+from flask import current_app, request, url_for
+from wsgi import app
+
+#: Raised by /_probe/crash; a response that contains it leaked the exception.
+CRASH_MARKER = "probe-secret-7c1e"
+
+
+@app.get("/_probe")
+def probe() -> dict[str, object]:
+    """What the app believes about the request (after ProxyFix)."""
+    return {
+        "scheme": request.scheme,
+        "remote_addr": request.remote_addr,
+        "host": request.host,
+        "external_url": url_for("probe", _external=True),
+    }
+
+
+@app.post("/_probe/upload")
+def upload() -> dict[str, object]:
+    return {"received": len(request.get_data())}
+
+
+# A test client has no session or form to take a CSRF token from.
+app.extensions["csrf"].exempt(upload)
+
+
+@app.get("/_probe/log")
+def log_a_line() -> dict[str, object]:
+    current_app.logger.info("order placed")
+    return {"logged": True}
+
+
+@app.get("/_probe/crash")
+def crash() -> None:
+    raise RuntimeError(f"{CRASH_MARKER}: the password is hunter2")
+
+
+@app.get("/_probe/die")
+def die() -> None:
+    # The instant of death, so the test can tell which requests were in flight.
+    with open(os.environ["PROBE_DIED_AT"], "w") as died_at:
+        died_at.write(repr(time.time()))
+    # What a segfault or the kernel's OOM killer does to a worker.
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.get("/_probe/inline-style")
+def inline_style() -> str:
+    """A page the Content-Security-Policy must block a part of."""
+    return "<!doctype html><style>body { color: red; }</style><p>inline</p>"

@@ -1,0 +1,128 @@
+"""Slow, plain and raw clients over loopback: what a flood does to everyone else.
+
+`hold_slow_clients` keeps slowloris connections open for a bounded time;
+`sample_requests` measures plain requests meanwhile. Both stop by themselves.
+`raw_request` sends bytes no HTTP library would (malformed, hostile requests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import select
+import socket
+import time
+from dataclasses import dataclass, field
+
+from harness.http import LOOPBACK, http_get
+
+
+def raw_request(port: int, data: bytes, *, whole: bool = False, timeout: float = 5) -> bytes:
+    """Send raw `data` to 127.0.0.1:`port`; the answer's head (status line and
+    headers) as soon as it arrives, or with `whole` everything until the
+    server closes. b"" when the server closes without an answer."""
+    with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while (whole or b"\r\n\r\n" not in received) and (chunk := sock.recv(65536)):
+            received += chunk
+    return received if whole else received.split(b"\r\n\r\n", 1)[0]
+
+
+@dataclass
+class SlowClients:
+    """What happened to the slow connections of one `hold_slow_clients` run."""
+
+    opened: int = 0
+    # Seconds each first-generation connection lived before the server closed it.
+    cut_after: list[float] = field(default_factory=list)
+
+
+def _slow_connection(port: int, host: str) -> socket.socket:
+    sock = socket.create_connection((LOOPBACK, port), timeout=2)
+    # A request line and a Host header, then never the blank line that ends it.
+    sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n".encode())
+    sock.setblocking(False)
+    return sock
+
+
+def hold_slow_clients(
+    port: int, host: str, count: int, seconds: float, interval: float = 2.0
+) -> SlowClients:
+    """Keep `count` slowloris connections open for `seconds`, one header line
+    per connection every `interval` s; replace those the server closes."""
+    stats = SlowClients()
+    started: dict[socket.socket, float | None] = {}
+    for _ in range(count):
+        started[_slow_connection(port, host)] = time.monotonic()
+        stats.opened += 1
+    end = time.monotonic() + seconds
+    next_line = time.monotonic() + interval
+    try:
+        while (now := time.monotonic()) < end:
+            readable, _, _ = select.select(list(started), [], [], min(0.25, end - now))
+            for sock in readable:  # the server answered or closed: either way, cut off
+                with contextlib.suppress(OSError):
+                    sock.recv(4096)
+                born = started.pop(sock)
+                if born is not None:
+                    stats.cut_after.append(time.monotonic() - born)
+                sock.close()
+                with contextlib.suppress(OSError):
+                    started[_slow_connection(port, host)] = None  # a replacement
+                    stats.opened += 1
+            if time.monotonic() >= next_line:
+                next_line += interval
+                for sock in list(started):
+                    with contextlib.suppress(OSError):
+                        sock.send(b"X-Slow: 1\r\n")
+    finally:
+        for sock in started:
+            sock.close()
+    return stats
+
+
+@dataclass
+class Samples:
+    """Normal requests made while slow clients were connected."""
+
+    latencies: list[float] = field(default_factory=list)  # seconds, answered ones
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.latencies) + self.failed
+
+    def percentile(self, p: float) -> float:
+        """The p-th percentile latency (nearest rank), inf when none answered."""
+        if not self.latencies:
+            return float("inf")
+        ordered = sorted(self.latencies)
+        return ordered[max(1, math.ceil(len(ordered) * p / 100)) - 1]
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.latencies)}/{self.total} answered, "
+            f"p50 {self.percentile(50) * 1000:.1f} ms, p99 {self.percentile(99) * 1000:.1f} ms"
+        )
+
+
+def sample_requests(
+    port: int, host: str, seconds: float, timeout: float = 2.0, pause: float = 0.05
+) -> Samples:
+    """GET /healthz over fresh connections for `seconds` (at most 1000 requests);
+    a request counts as answered only with a 200 within `timeout`."""
+    samples = Samples()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and samples.total < 1000:
+        began = time.monotonic()
+        try:
+            ok = http_get(port, "/healthz", {"Host": host}, timeout=timeout).status == 200
+        except OSError:  # refused, reset or timed out
+            ok = False
+        if ok:
+            samples.latencies.append(time.monotonic() - began)
+        else:
+            samples.failed += 1
+        time.sleep(pause)
+    return samples

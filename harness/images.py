@@ -1,0 +1,195 @@
+"""Images of rendered projects, built with podman and shared by the container,
+compose and Kubernetes tests.
+
+Builds go through the persistent layer cache of harness/podman.py, on the
+base image of harness/provisioning.py, so
+a warm build of an unchanged project takes seconds. Tests run what a build
+produced by its image id, never by a tag: tags are shared by every test run on
+the machine, ids cannot change under a running test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.http import Response, http_get
+from harness.podman import ca_bundle_volume, podman_available, run_podman
+from harness.provisioning import ensure_base_image
+from harness.tools import require_tool, skip_or_fail
+from harness.waiting import eventually
+
+#: Where built project images are tagged (for people looking at the storage).
+IMAGE_REPO = "localhost/copier-flask-test"
+
+#: The build step lines of `podman build` output: "[2/2] STEP 9/14: COPY ...".
+STEP = re.compile(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: (?P<instruction>.*)$")
+
+
+def require_podman() -> None:
+    """Skip when podman cannot run containers here; fail instead under CI=true."""
+    reason = podman_available()
+    if reason is not None:
+        skip_or_fail(f"podman is unusable: {reason}")
+
+
+@dataclass
+class Build:
+    """One `podman build`: the image id, its context, its log and how long it took."""
+
+    image: str
+    tag: str
+    context: Path
+    output: str
+    seconds: float
+
+    def steps(self) -> list[tuple[str, bool]]:
+        """(instruction, came from the layer cache) for every build step."""
+        steps: list[tuple[str, bool]] = []
+        for line in self.output.splitlines():
+            match = STEP.match(line)
+            if match:
+                steps.append((match["instruction"], False))
+            elif line.startswith("--> Using cache") and steps:
+                steps[-1] = (steps[-1][0], True)
+        return steps
+
+
+def build_project_image(
+    env: Mapping[str, str], project: Path, name: str, *build_args: str
+) -> Build:
+    """Build `project`'s Dockerfile the way a user would, on the local base image.
+
+    `--format docker` keeps the HEALTHCHECK; the CA bundle is mounted so pip
+    reaches PyPI (see containers.py); `build_args` are extra NAME=VALUE pairs.
+    """
+    tag = f"{IMAGE_REPO}:{name}"
+    iidfile = project.parent / f".iid-{name}-{uuid.uuid4().hex[:8]}"
+    args = ["--build-arg", f"PYTHON_IMAGE={ensure_base_image(env)}"]
+    for pair in build_args:
+        args += ["--build-arg", pair]
+    started = time.monotonic()
+    proc = run_podman(
+        env,
+        "build",
+        "--format",
+        "docker",
+        *args,
+        "-v",
+        ca_bundle_volume(),
+        "--iidfile",
+        str(iidfile),
+        "-t",
+        tag,
+        str(project),
+        timeout=900,
+    )
+    seconds = time.monotonic() - started
+    image = iidfile.read_text().strip()
+    iidfile.unlink()
+    output = proc.stdout + proc.stderr
+    return Build(image=image, tag=tag, context=project, output=output, seconds=seconds)
+
+
+def image_megabytes(env: Mapping[str, str], ref: str) -> float:
+    """The image's size on disk (all its layers), in MB."""
+    size = run_podman(env, "image", "inspect", "--format", "{{.Size}}", ref).stdout
+    return int(size.strip()) / 1e6
+
+
+def container_state(env: Mapping[str, str], name: str) -> tuple[str, int]:
+    """(status, exit code) of a container."""
+    out = run_podman(
+        env, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name
+    ).stdout.split()
+    return out[0], int(out[1])
+
+
+def wait_for_exit(env: Mapping[str, str], name: str, timeout: float) -> int:
+    """The container's exit code, once it has stopped.
+
+    Polls `podman inspect`: podman 4.3's `podman wait` only notices an exit
+    about 20 s late when no systemd is running.
+    """
+    status = eventually(
+        lambda: (state := container_state(env, name))[0] in {"exited", "stopped"} and state,
+        timeout,
+        what=f"container {name} stopped",
+        interval=0.2,
+    )
+    return status[1]
+
+
+def wait_for_http(port: int, path: str = "/healthz", timeout: float = 30) -> Response:
+    """GET 127.0.0.1:`port``path` until it answers with any status.
+
+    A just-started container accepts on the published port before the app
+    inside listens, so resets and refusals count as "not yet".
+    """
+    return eventually(
+        lambda: http_get(port, path, timeout=5), timeout, what=f"an answer on :{port}{path}"
+    )
+
+
+def logs(env: Mapping[str, str], name: str) -> str:
+    """Everything the container wrote (stdout and stderr)."""
+    proc = run_podman(env, "logs", name, check=False)
+    return proc.stdout + proc.stderr
+
+
+@contextlib.contextmanager
+def container(env: Mapping[str, str], image: str, *run_args: str) -> Iterator[str]:
+    """`podman run -d` with `run_args` (options, then an optional command after
+    the image); yield its name; remove it afterwards, whatever happened."""
+    name = f"copier-flask-test-{uuid.uuid4().hex[:12]}"
+    split = run_args.index("--") if "--" in run_args else len(run_args)
+    options, command = list(run_args[:split]), list(run_args[split + 1 :])
+    try:
+        run_podman(env, "run", "-d", "--name", name, *options, image, *command, timeout=120)
+        yield name
+    finally:
+        run_podman(env, "rm", "--force", "--time", "5", name, check=False, timeout=120)
+
+
+# A route that takes its time (`/slow?seconds=3`), added to a test's own copy of
+# a project (the template has none): the request in flight when a container or
+# pod is stopped.
+SLOW_ROUTE = """
+
+@bp.get("/slow")
+def slow() -> dict[str, float]:
+    import time
+
+    from flask import request
+
+    seconds = float(request.args.get("seconds", "3"))
+    time.sleep(seconds)
+    return {"slept": seconds}
+"""
+
+
+def add_slow_route(project: Path, package: str = "demo_shop", extra: str = "") -> None:
+    """Append SLOW_ROUTE (and `extra`) to the project's views.py."""
+    views = project / package / "views.py"
+    views.write_text(views.read_text() + SLOW_ROUTE + extra)
+
+
+def podman_compose(
+    env: dict[str, str], project: Path, *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """podman-compose `args` in `project` (its exit code is the caller's to check)."""
+    return subprocess.run(
+        [require_tool("podman-compose"), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,147 @@
+"""A small, bounded load generator for resilience tests.
+
+`clients` threads each send GET requests to 127.0.0.1, one fresh connection
+per request, until `stop()`, until `seconds` have passed, or until each has
+sent `per_client` requests, whichever comes first. Every request is recorded
+with when it started and ended and how it came back, so tests assert on
+counts ("0 failed", "at most 1 failed per killed worker"), never on speed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from harness.http import LOOPBACK
+from harness.waiting import eventually
+
+
+@dataclass(frozen=True)
+class Outcome:
+    # Wall-clock time.time(), right before sending and right after the answer
+    # or the error: comparable with instants other processes record (a
+    # worker's death), as time.monotonic() is not promised to be.
+    started: float
+    ended: float
+    status: int | None  # None: no HTTP response (refused, reset, timed out)
+    error: str  # "" or the exception's class name
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+class Load:
+    """Use as a context manager; read the outcomes after `stop()` (or exit)."""
+
+    def __init__(
+        self,
+        port: int,
+        path: str = "/healthz",
+        *,
+        clients: int = 4,
+        seconds: float = 20.0,
+        per_client: int = 20_000,
+        timeout: float = 10.0,
+        pause: float = 0.002,
+        host: str | None = None,
+    ) -> None:
+        self.port, self.path, self.clients = port, path, clients
+        # Behind nginx the Host header picks the site (other names are dropped).
+        self.headers = {"Connection": "close", **({"Host": host} if host else {})}
+        self.seconds, self.per_client, self.timeout, self.pause = (
+            seconds,
+            per_client,
+            timeout,
+            pause,
+        )
+        self._outcomes: list[Outcome] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._client, name=f"load-{i}", daemon=True)
+            for i in range(clients)
+        ]
+
+    # -- running -----------------------------------------------------------------
+
+    def __enter__(self) -> Load:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Load:
+        self._deadline = time.monotonic() + self.seconds
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> Load:
+        """Let each client finish the request it is sending, then return."""
+        self._stop.set()
+        end = time.monotonic() + self.timeout + 5
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        stuck = [t.name for t in self._threads if t.is_alive()]
+        assert not stuck, f"load clients still running after stop: {stuck}"
+        return self
+
+    def _client(self) -> None:
+        for _ in range(self.per_client):
+            if self._stop.is_set() or time.monotonic() > self._deadline:
+                return
+            outcome = self._one()
+            with self._lock:
+                self._outcomes.append(outcome)
+            if self.pause:
+                self._stop.wait(self.pause)
+
+    def _one(self) -> Outcome:
+        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=self.timeout)
+        started = time.time()
+        try:
+            conn.request("GET", self.path, headers=self.headers)
+            response = conn.getresponse()
+            response.read()
+            return Outcome(started, time.time(), response.status, "")
+        except (OSError, http.client.HTTPException) as exc:
+            return Outcome(started, time.time(), None, type(exc).__name__)
+        finally:
+            conn.close()
+
+    # -- reading -----------------------------------------------------------------
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        with self._lock:
+            return list(self._outcomes)
+
+    @property
+    def ok(self) -> int:
+        return sum(o.ok for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    def wait_for(self, ok: int, timeout: float = 15) -> None:
+        """Block until `ok` more requests have succeeded."""
+        target = self.ok + ok
+
+        def reached() -> bool:
+            assert any(t.is_alive() for t in self._threads), "every load client has finished"
+            return self.ok >= target
+
+        eventually(reached, timeout, what=f"{target} answers (at {self.ok})", interval=0.02)
+
+    def failure_kinds(self) -> str:
+        """What the failed requests got, e.g. "ConnectionResetError: 2, 502: 1"."""
+        kinds = Counter(o.error or str(o.status) for o in self.failed)
+        return ", ".join(f"{kind}: {n}" for kind, n in kinds.most_common()) or "none"
+
+    def summary(self) -> str:
+        return f"{self.ok} ok, {len(self.failed)} failed ({self.failure_kinds()})"

@@ -1,0 +1,107 @@
+"""Starting a process with its output in a log file, reading that log, stopping it.
+
+Every process runs in its own session; it is stopped by SIGTERM to its own PID,
+and killed (with its whole process group) only if it does not exit in time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.waiting import eventually
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    log: Path  # stdout, and stderr unless it has a file of its own
+    stderr: Path | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def assert_alive(self) -> None:
+        """AssertionError with the log if the process has exited."""
+        if self.popen.poll() is not None:
+            raise AssertionError(f"exited with {self.popen.returncode}:\n{self.output()}")
+
+    def wait_for_log(
+        self, pattern: str, count: int = 1, timeout: float = 20, *, regex: bool = False
+    ) -> str:
+        """The log, once `pattern` appears in it `count` times (fails early if
+        the process exits first)."""
+
+        def seen() -> str | None:
+            text = self.output()
+            found = len(re.findall(pattern, text)) if regex else text.count(pattern)
+            if found >= count:
+                return text
+            self.assert_alive()
+            return None
+
+        return eventually(seen, timeout, what=f"{count} x {pattern!r} in {self.log.name}")
+
+    def wait(self, timeout: float = 20) -> int:
+        """The exit code, once the process exits by itself within `timeout`."""
+        return self.popen.wait(timeout)
+
+
+def start(
+    command: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    stderr: Path | None = None,
+) -> Process:
+    """Start `command` in its own session, stdout (and stderr) into `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out, open(stderr or os.devnull, "wb") as err:
+        popen = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err if stderr else subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Process(popen, log, stderr)
+
+
+def stop(process: Process, timeout: float = 20) -> int:
+    """SIGTERM to the process's own PID; SIGKILL its group if it overstays."""
+    if process.popen.poll() is None:
+        process.popen.send_signal(signal.SIGTERM)
+        try:
+            process.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.popen.wait(5)
+            raise AssertionError(f"did not stop within {timeout}s:\n{process.output()}") from None
+    return process.popen.returncode
+
+
+def wait_for_text(path: Path, pattern: str, timeout: float = 5) -> str:
+    """The text of `path` once the regex `pattern` matches in it (a log that
+    another process writes, such as nginx's access log)."""
+
+    def matched() -> str | None:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text if re.search(pattern, text) else None
+
+    return eventually(matched, timeout, what=f"{pattern!r} in {path.name}")

@@ -1,0 +1,320 @@
+"""Template versions as tags of a git repo, and projects that update between them.
+
+`copier update` only moves between git tags of a template, and the working tree
+is not committed when the tests run. So the tests build template repos of their
+own in a temp dir:
+
+- `build_template_versions`: 1.0.0 is the working tree; 2.0.0 is 1.0.0 plus the
+  deliberate changes of `_make_v2`, the kind a real release makes: a changed
+  gunicorn setting, a new view, a Dockerfile line, a Procfile line (so that a
+  user who deleted the Procfile proves it stays deleted), the nginx config moved
+  (with its `_migrations` entry, hooks/migrations/move_path.py, as a real release
+  must), a change to a file the user owns (which must not arrive), and a
+  CHANGELOG entry (which the update pull request quotes).
+- `build_release_versions`: 0.1.0 as released, then the working tree tagged with
+  pyproject.toml's version: what users of 0.1.0 will get.
+
+Each change of 2.0.0 anchors on a line that any version of the template has, and
+fails loudly when the anchor is gone, so that edits to the template never turn
+the tests into silent no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import copier
+import yaml
+
+from harness import REPO
+from harness.render import BASE_ANSWERS
+
+V1, V2 = "1.0.0", "2.0.0"
+
+# The releases users have, by commit: git tags may not travel with a clone, a
+# commit of main's history always does (CONTRIBUTING.md: cutting a release adds one).
+RELEASES = {"0.1.0": "de30a804991611289c6f0c522e04ebe540f583be"}
+RELEASED = "0.1.0"
+# What a template version is made of: copier.yml and template/ (which includes
+# from includes/ and locks/), hooks/ for tasks and migrations, and CHANGELOG.md,
+# which the update script quotes.
+TEMPLATE_PARTS = ("copier.yml", "CHANGELOG.md", "template", "hooks", "includes", "locks")
+# The script the generated update workflow runs, as the template ships it.
+UPDATE_SCRIPT = (
+    REPO
+    / "template"
+    / "{% if ci == 'github' %}.github{% endif %}"
+    / "{% if update_workflow %}scripts{% endif %}"
+    / "update_from_template.py"
+)
+
+# Copier commits in its own temp repos with its own identity; ours does the same
+# for the template and project repos, so no global git config is needed.
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
+
+# ---- what 2.0.0 changes, as the lines a test can look for ----------------------
+V2_TIMEOUT = 'timeout = env_int("GUNICORN_TIMEOUT", 45)  # v2: a shorter bound'
+V2_GUNICORN_TAIL = "# v2: a closing note added by the template"
+V2_VIEW = '@bp.get("/v2")\ndef v2_page() -> str:\n    return "added in v2"\n'
+V2_DOCKERFILE = 'LABEL org.opencontainers.image.version="2.0.0"'
+V2_PROCFILE = "# v2: a note the template added to the Procfile"
+V2_NGINX_TAIL = "# v2: a note added by the template"
+V2_STYLE = "/* v2: a change the user's own stylesheet must not get */"
+# What update_from_template.py quotes in its pull request text: the entries
+# between the project's version and the new one (this one), and nothing older.
+V2_CHANGELOG = """\
+## 2.0.0 (a test release)
+
+### On update
+- gunicorn's timeout is 45 s; a /v2 page; a version label in the Dockerfile.
+- The nginx site moved to deploy/nginx/sites/ (a migration carries your edits).
+
+### By hand
+- Nothing.
+
+"""
+
+TEMPLATE_NGINX = "{% if with_nginx %}deploy{% endif %}/nginx"
+MOVE_MIGRATION = {
+    "version": V2,
+    "command": [
+        "{{ _copier_python }}",
+        "{{ _copier_conf.src_path }}/hooks/migrations/move_path.py",
+        "deploy/nginx/{project_slug}.conf",
+        "deploy/nginx/sites/{project_slug}.conf",
+    ],
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in `cwd`; its stdout, or an error with its stderr."""
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-gpg-sign", "-m", message)
+
+
+def edit(path: Path, pattern: str, replacement: str | Callable[[re.Match[str]], str]) -> None:
+    """Replace the one match of `pattern` (multiline) in `path` with `replacement`,
+    taken literally, or computed from the match; fail unless there is exactly one."""
+    replace = replacement if callable(replacement) else (lambda _: replacement)
+    text, count = re.subn(pattern, replace, path.read_text(), flags=re.MULTILINE)
+    assert count == 1, f"{path}: expected one match of {pattern!r}, found {count}"
+    path.write_text(text)
+
+
+def insert_after(path: Path, pattern: str, text: str) -> None:
+    """Insert `text` right after the one match of `pattern` in `path`."""
+    edit(path, pattern, lambda match: match[0] + text)
+
+
+def insert_before_first_heading(changelog: Path, section: str) -> None:
+    """Put `section` above the newest version's heading, as a release does."""
+    edit(changelog, r"\A[\s\S]*?^(?=## )", lambda before: before[0] + section)
+
+
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text().rstrip("\n") + "\n" + text.rstrip("\n") + "\n")
+
+
+def _make_v2(root: Path) -> None:
+    template = root / "template"
+    gunicorn = template / "{% if server == 'gunicorn' %}gunicorn.conf.py{% endif %}.jinja"
+    edit(gunicorn, r"^timeout = .*$", V2_TIMEOUT)
+    append(gunicorn, V2_GUNICORN_TAIL)
+    append(template / "{{package_name}}" / "views.py.jinja", "\n\n" + V2_VIEW)
+    append(template / "{% if with_docker %}Dockerfile{% endif %}.jinja", V2_DOCKERFILE)
+    append(template / "{% if with_procfile %}Procfile{% endif %}.jinja", V2_PROCFILE)
+    append(template / "{{package_name}}" / "static" / "style.css", V2_STYLE)
+    insert_before_first_heading(root / "CHANGELOG.md", V2_CHANGELOG)
+
+    # The move: git sees a rename; Copier sees a deleted and an added file.
+    old = template / TEMPLATE_NGINX / "{{project_slug}}.conf.jinja"
+    new = template / TEMPLATE_NGINX / "sites" / "{{project_slug}}.conf.jinja"
+    assert old.is_file(), f"the nginx config moved in the working tree: {old} is gone"
+    new.parent.mkdir()
+    old.rename(new)
+    append(new, V2_NGINX_TAIL)
+    config_path = root / "copier.yml"
+    config = yaml.safe_load(config_path.read_text())
+    config["_migrations"] = [MOVE_MIGRATION, *config.get("_migrations", [])]
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=1000))
+
+
+def _copy_working_tree(root: Path) -> None:
+    """The working tree's TEMPLATE_PARTS into `root`, replacing what was there."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in TEMPLATE_PARTS:
+        target, source = root / part, REPO / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=ignore)
+        else:
+            shutil.copy2(source, target)
+
+
+def _tag(root: Path, version: str, message: str) -> None:
+    commit_all(root, message)
+    git(root, "tag", version)
+
+
+def build_template_versions(root: Path) -> Path:
+    """A git repo at `root` with tags 1.0.0 (the working tree) and 2.0.0."""
+    root.mkdir(parents=True)
+    _copy_working_tree(root)
+    git(root, "init", "-q", "-b", "main")
+    _tag(root, V1, "the template as it is")
+    _make_v2(root)
+    _tag(root, V2, "the next release")
+    return root
+
+
+def version_in_the_making() -> str:
+    """pyproject.toml's version: the one the working tree will be released as."""
+    found = re.search(r'^version = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.MULTILINE)
+    assert found, "pyproject.toml has no version"
+    return found[1]
+
+
+def build_release_versions(root: Path) -> Path:
+    """A git repo at `root`: tag 0.1.0 as released, then the working tree tagged with
+    pyproject.toml's version, so that tests update a real 0.1.0 project to this one."""
+    root.mkdir(parents=True)
+    released = [part for part in TEMPLATE_PARTS if part not in ("includes", "locks")]
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", RELEASES[RELEASED], *released],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True, timeout=60)
+    git(root, "init", "-q", "-b", "main")
+    _tag(root, RELEASED, f"{RELEASED} as released")
+    _copy_working_tree(root)
+    _tag(root, version_in_the_making(), "the working tree")
+    return root
+
+
+def copy_project(template: Path, dst: Path, vcs_ref: str = V1, **answers: Any) -> Path:
+    """Generate a project at `vcs_ref` into `dst` and commit it, as a user would."""
+    copier.run_copy(
+        str(template),
+        dst,
+        data={**BASE_ANSWERS, **answers},
+        vcs_ref=vcs_ref,
+        unsafe=True,
+        defaults=True,
+        quiet=True,
+    )
+    git(dst, "init", "-q", "-b", "main")
+    commit_all(dst, "generated from the template")
+    return dst
+
+
+def run_as_user(
+    project: Path, command: list[str], timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`command` in `project` as a user runs it from a terminal: git's identity set,
+    no colours in the output, nothing on stdin (a prompt fails instead of hanging)."""
+    return subprocess.run(
+        command,
+        cwd=project,
+        env={**os.environ, **GIT_ENV, "NO_COLOR": "1", **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_copier(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The Copier CLI in `project`, output captured: its output is what a user
+    reads, and migration scripts print to the process's own stdout."""
+    return run_as_user(project, [sys.executable, "-m", "copier", *args])
+
+
+def copier_update(project: Path, *args: str, vcs_ref: str = V2) -> subprocess.CompletedProcess[str]:
+    """`copier update` as the generated README tells users to run it."""
+    return run_copier(project, "update", "--trust", "--defaults", f"--vcs-ref={vcs_ref}", *args)
+
+
+def succeeded(result: subprocess.CompletedProcess[str]) -> str:
+    """The output (stdout, then stderr) of a command that must have succeeded."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{result.args}: exit {result.returncode}\n{output}"
+    return output
+
+
+def run_shell(script: str, cwd: Path, env: Mapping[str, str], timeout: float = 300) -> str:
+    """`script` in bash as a CI runner runs a step: stop at the first failing
+    command (of a pipe too), nothing on stdin. Its output; it must succeed."""
+    return succeeded(
+        subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", script],
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    )
+
+
+def snapshot(project: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file outside .git: its bytes and mtime, to prove nothing was written."""
+    return {
+        str(path.relative_to(project)): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(project).parts
+    }
+
+
+def conflict_files(project: Path) -> list[str]:
+    """Files git records as unmerged, as Copier leaves them after a conflict."""
+    return git(project, "diff", "--name-only", "--diff-filter=U").splitlines()
+
+
+def marker_files(project: Path) -> list[str]:
+    """Files with a conflict marker at the start of a line."""
+    markers = re.compile(r"^(<<<<<<< |>>>>>>> )", re.MULTILINE)
+    return sorted(
+        name
+        for name, (content, _) in snapshot(project).items()
+        if markers.search(content.decode(errors="replace"))
+    )
+
+
+def take_ours(text: str) -> str:
+    """Resolve every conflict block in favour of the user's side."""
+    return re.sub(
+        r"^<<<<<<< before updating\n(.*?)^=======\n.*?^>>>>>>> after updating\n",
+        r"\1",
+        text,
+        flags=re.MULTILINE | re.DOTALL,
+    )

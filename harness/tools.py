@@ -1,0 +1,40 @@
+"""Finding external tools, and what to do when one is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip locally; under CI a missing tool is a failure, never a silent skip."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+def require_tool(name: str) -> str:
+    """The path of `name` on PATH (or next to this interpreter), else skip/fail."""
+    here = Path(sys.executable).parent / name
+    path = str(here) if here.exists() else shutil.which(name)
+    if path is None:
+        skip_or_fail(f"{name} is not installed")
+    return str(path)
+
+
+def check_jsonschema(cwd: Path, schema: str, *paths: str) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema with one of its built-in schemas (offline) on `paths`."""
+    return subprocess.run(
+        [require_tool("check-jsonschema"), "--builtin-schema", schema, *paths],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -1,0 +1,112 @@
+"""One virtualenv with a rendered project's dependencies, shared by every test.
+
+Rendered projects of one template version and variant ship the same uv.lock,
+so they can share a single environment: it is keyed by the lock and the
+interpreter, built once with `uv sync --locked` as the projects' README does
+(under a file lock, so pytest-xdist workers wait for each other instead of
+racing) and cached outside the clone so that reruns are instant. A lock that no
+longer matches its pyproject.toml, or no longer installs, fails here.
+Projects are not installed into it; tests run them from their own folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.tools import require_tool
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "copier-flask"
+# Installed besides the lock: waitress, which the lock only pulls in on
+# Windows, so that the tests can boot the app under it here too.
+EXTRA = ["waitress==3.0.2"]
+# A production secret for tests: long enough for any check the app makes.
+SECRET = "s" * 64
+
+
+def _key(project: Path) -> str:
+    """The lock without the project's own name (which varies from test to test)."""
+    pyproject = (project / "pyproject.toml").read_text()
+    name = re.search(r'^name = "(.+)"$', pyproject, flags=re.MULTILINE)[1]  # type: ignore[index]
+    lock = (project / "uv.lock").read_text()
+    lock = re.sub(rf'^name = "{re.escape(name)}"$', 'name = "PROJECT"', lock, flags=re.MULTILINE)
+    digest = hashlib.sha256()
+    digest.update(sys.version.encode())
+    digest.update(lock.encode())
+    digest.update(" ".join(EXTRA).encode())
+    digest.update(b"uv sync --compile-bytecode")  # how it was built
+    return digest.hexdigest()[:16]
+
+
+def uv_env(**extra: str) -> dict[str, str]:
+    """Settings for running uv in tests: this interpreter, never a download
+    (python-build-standalone comes from GitHub, unreachable here)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV"))}
+    return env | {"UV_PYTHON": sys.executable, "UV_PYTHON_DOWNLOADS": "never"} | extra
+
+
+def run_env(bindir: Path, **extra: str) -> dict[str, str]:
+    """The environment for running a rendered project from the venv at `bindir`:
+    its bin/ first on PATH, and no FLASK_*/gunicorn settings inherited from the
+    caller, so each test states the settings it runs with."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FLASK_", "GUNICORN_", "WEB_CONCURRENCY", "VIRTUAL_ENV"))
+        and k not in {"PORT", "HOST"}
+    }
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env | extra
+
+
+def run_project_tests(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The rendered project's own pytest suite, as its README runs it."""
+    return subprocess.run(
+        ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def project_venv(project: Path) -> Path:
+    """The bin/ folder of a virtualenv holding `project`'s locked packages and dev group."""
+    target = CACHE / "venvs" / _key(project)
+    bindir = target / "bin"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            return bindir
+        uv = require_tool("uv")
+        env = uv_env(UV_PROJECT_ENVIRONMENT=str(target))
+        # Bytecode compiled once here, as pip does by default and the image
+        # does: tests run with PYTHONDONTWRITEBYTECODE, and every worker would
+        # otherwise compile Flask and its dependencies again at start.
+        _quiet([uv, "sync", "--locked", "--compile-bytecode"], project, env)
+        python = str(bindir / "python")
+        _quiet(
+            [uv, "pip", "install", "--compile-bytecode", "--python", python, *EXTRA], project, env
+        )
+        (target / ".complete").touch()
+    return bindir
+
+
+def _quiet(command: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Run uv; show its output only when it fails."""
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+
+
+def production_env(bindir: Path, **settings: str) -> dict[str, str]:
+    """run_env with production's one required setting, a long secret, plus `settings`."""
+    return run_env(bindir, **({"FLASK_SECRET_KEY": SECRET} | settings))

@@ -1,0 +1,139 @@
+"""The generated README's "Deploy on a Linux host", as printed, as root on a fresh
+Debian host with systemd as PID 1 (harness/systemd_host.py), for each server x
+database; then its update path under load and a restart of the services.
+
+The only words replaced are the placeholders in PLACEHOLDERS. A command that
+fails names the README line it starts on and the variant.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.http import Response, http_get, http_request
+from harness.load import Load
+from harness.readme import Command, failed_line, marked_script, shell_blocks
+from harness.render import render
+from harness.systemd_host import Host, booted_host, ensure_systemd_image, journal
+from harness.template_versions import GIT_ENV
+from harness.waiting import eventually
+
+#: server x database, as a reader of each kind of project meets the block.
+VARIANTS = {
+    "gunicorn": {},
+    "gunicorn-sqlite": {"database": "sqlite"},
+    "gunicorn-postgresql": {"database": "postgresql"},
+    "granian": {"server": "granian"},
+    "granian-sqlite": {"server": "granian", "database": "sqlite"},
+    "granian-postgresql": {"server": "granian", "database": "postgresql"},
+}
+#: The repository a reader clones: the project, committed, in a bare repository
+#: copied into the host.
+PLACEHOLDERS = {"YOUR-REPOSITORY": "/root/project.git"}
+
+
+def run_as_printed(host: Host, variant: str, commands: list[Command]) -> str:
+    """Run `commands` in one shell on `host`; fail naming the README line."""
+    result = host.sh(marked_script(commands, PLACEHOLDERS), check=False, timeout=900)
+    if result.returncode != 0:
+        line = failed_line(result.stderr)
+        typed = next((c.text for c in commands if c.line == line), "?")
+        pytest.fail(
+            f"[{variant}] README line {line}: `{typed}` failed\n{result.report()}\n{state(host)}"
+        )
+    return result.stdout
+
+
+def state(host: Host) -> str:
+    """What a reader would look at next: the units' status and logs, nginx's errors."""
+    return host.sh(
+        "systemctl --no-pager status 'demo-shop*' nginx; journalctl --no-pager -n 60;"
+        " tail -n 20 /var/log/nginx/error.log",
+        check=False,
+        timeout=60,
+    ).stdout
+
+
+def bare_repository(project: Path, work: Path) -> Path:
+    """The project as a reader's repository: committed, then cloned bare."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(project)], check=True)
+    subprocess.run(["git", "-C", str(project), "add", "-A"], check=True)
+    commit = ["git", "-C", str(project), "commit", "-q", "-m", "First"]
+    subprocess.run(commit, check=True, env={**os.environ, **GIT_ENV})
+    bare = work / "project.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(project), str(bare)], check=True)
+    return bare
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_host_block_as_printed(
+    variant: str, podman: dict[str, str], copie: Any, tmp_path: Path
+) -> None:
+    # The host's Python is Debian 12's (3.11): the README says the host runs the
+    # distribution's python3, whatever python_version says.
+    project = render(copie, **VARIANTS[variant])
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    slug, domain = answers["project_slug"], answers["domain"]
+    install, update = shell_blocks((project / "README.md").read_text(), "Deploy on a Linux host")
+    bare = bare_repository(project, tmp_path)
+
+    with booted_host(podman, ensure_systemd_image(podman)) as host:
+        host.copy_in(bare, "/root/project.git")
+        printed = run_as_printed(host, variant, list(install.commands))
+        # The block ends with its own check: what the reader sees must be a 200.
+        assert "HTTP/1.1 200" in printed, printed
+
+        def get(path: str) -> Response:
+            return http_get(host.port, path, {"Host": domain}, timeout=10)
+
+        assert get("/healthz").status == 200
+        assert get("/").status == 200
+        if answers["database"] != "none":
+            created = http_request(
+                host.port, "POST", "/items", b'{"name": "apple"}',
+                {"Host": domain, "Content-Type": "application/json"},
+            )  # fmt: skip
+            assert created.status == 201, created.text
+            assert b"apple" in get("/items").body
+        assert get("/readyz").status == 200
+
+        # New code, as the README's update block brings it, under load: served
+        # without a failed request.
+        new_release(host, answers["package_name"])
+        with Load(host.port, "/", host=domain, clients=2, seconds=120) as load:
+            load.wait_for(ok=20, timeout=30)
+            run_as_printed(host, variant, list(update.commands))
+            eventually(lambda: NEW_CODE in get("/").text, 60, what="the new code served")
+            load.wait_for(ok=20, timeout=30)
+        assert load.failed == [], load.summary()
+
+        # A restart of both services comes back.
+        host.sh(f"systemctl restart {slug} nginx")
+        assert eventually(lambda: get("/healthz").status == 200, 30, what="back after a restart")
+        assert NEW_CODE in get("/").text
+
+        # The logs are where the README says they are.
+        unit_log = journal(host, slug)
+        assert "Listening at: unix:" in unit_log or "Listening at: unix" in unit_log, unit_log
+        access = host.sh("cat /var/log/nginx/access.log").stdout
+        assert 'GET /healthz HTTP/1.1" 200' in access, access
+
+
+#: What the second release's page says, so a probe can tell old code from new.
+NEW_CODE = "Release two"
+
+
+def new_release(host: Host, package: str) -> None:
+    """A second commit on the reader's repository: the page says NEW_CODE."""
+    host.sh(
+        "git clone -q /root/project.git /root/work && cd /root/work"
+        f" && sed -i 's|</h1>|</h1><p>{NEW_CODE}</p>|' {package}/templates/index.html"
+        " && git -c user.name=Dev -c user.email=dev@example.com commit -qam 'Release two'"
+        " && git push -q origin HEAD"
+    )

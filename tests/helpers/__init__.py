@@ -1,1 +1,0 @@
-"""Reusable helpers for the template's tests: rendering, environments, servers."""

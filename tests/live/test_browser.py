@@ -1,0 +1,110 @@
+"""The pages in a real browser: headless Chromium through the project's nginx.
+
+selenium drives Debian's chromium through chromium-driver. The browser
+resolves the site's domain to 127.0.0.1 (--host-resolver-rules), so nginx
+gets the Host it serves. For `/`, a 404 and a 500 it checks that the
+Content-Security-Policy blocked nothing and the console stayed clean, and
+that style.css applied; a screenshot of each is kept in build/browser/. A
+page with an inline style proves the check sees a violation when there is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import REPO
+from harness.chaos import probe_copy
+from harness.serving import Served, serve
+from harness.tools import skip_or_fail
+from harness.venvs import production_env
+
+SCREENSHOTS = REPO / "build" / "browser"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def stack(
+    default_project: Path, venv_bin: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """The probe app (harness/apps/probe_wsgi.py: a crash, an inline style)
+    behind the project's nginx config."""
+    project = probe_copy(default_project, tmp_path_factory.mktemp("browser") / "project")
+    env = production_env(venv_bin, WEB_CONCURRENCY="2")
+    work = tmp_path_factory.mktemp("browser-stack")
+    with serve(project, work, env, app="probe_wsgi:app", behind_nginx=True) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def browser(stack: Served) -> Iterator[Any]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        skip_or_fail("chromium and chromium-driver are not installed (apt-get install ...)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # the tests may run as root
+        "--window-size=1000,700",
+        f"--host-resolver-rules=MAP {stack.host} 127.0.0.1",
+        "--no-proxy-server",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(15)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def visit(browser: Any, stack: Served, path: str, name: str) -> list[dict[str, Any]]:
+    """Load `path`; keep a screenshot; the console entries it produced, except
+    the one that reports the page's own error status (a 404 page is a 404)."""
+    browser.get_log("browser")  # drop what an earlier page left
+    url = f"http://{stack.host}:{stack.port}{path}"
+    browser.get(url)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    return [
+        entry
+        for entry in browser.get_log("browser")
+        if not (
+            entry["message"].startswith(url)
+            and "the server responded with a status" in entry["message"]
+        )
+    ]
+
+
+def stylesheet_applied(browser: Any) -> bool:
+    # style.css: body { max-width: 40rem } (640px); the browser default is none.
+    return browser.execute_script("return getComputedStyle(document.body).maxWidth") == "640px"
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "heading"),
+    [
+        ("/", "index", "Demo Shop"),
+        ("/nowhere", "404", "404 Not Found"),
+        ("/_probe/crash", "500", "500 Internal Server Error"),
+    ],
+)
+def test_page_loads_clean_with_its_stylesheet(
+    browser: Any, stack: Served, path: str, name: str, heading: str
+) -> None:
+    console = visit(browser, stack, path, name)
+    assert console == [], "CSP violations or console errors"
+    assert browser.find_element("tag name", "h1").text == heading
+    assert stylesheet_applied(browser), "style.css did not apply"
+
+
+def test_the_check_sees_a_csp_violation(browser: Any, stack: Served) -> None:
+    console = visit(browser, stack, "/_probe/inline-style", "inline-style-blocked")
+    assert any("Content Security Policy" in entry["message"] for entry in console), console

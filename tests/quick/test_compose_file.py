@@ -1,0 +1,147 @@
+"""The generated compose.yaml for every variant: valid, read by podman-compose,
+and wired right (tests/container/test_compose.py runs it).
+
+It is validated against the Compose specification's JSON schema
+(check-jsonschema ships it, no network needed), read by `podman-compose config`,
+and checked for the wiring the schema cannot see.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.images import podman_compose
+from harness.render import render
+from harness.tools import check_jsonschema
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "sqlite": {"database": "sqlite"},
+    "postgresql": {"database": "postgresql", "domain": "shop.example.org"},
+    "no-nginx": {"with_nginx": False, "database": "postgresql"},
+    "granian": {"server": "granian"},
+}
+# The variables compose.yaml requires from .env (or the environment).
+COMPOSE_VARS = {"POSTGRES_PASSWORD": "p" * 32}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(request: pytest.FixtureRequest, copie_session: Any) -> tuple[str, Path]:
+    return request.param, render(copie_session, **VARIANTS[request.param])
+
+
+def load(project: Path) -> dict[str, Any]:
+    """compose.yaml as compose sees it (YAML anchors and merge keys resolved)."""
+    return yaml.safe_load((project / "compose.yaml").read_text())
+
+
+def graceful_timeout(project: Path) -> int:
+    """The server's default time for requests in flight on SIGTERM, read from
+    the generated gunicorn.conf.py or run_granian.py."""
+    if (project / "run_granian.py").exists():
+        text = (project / "run_granian.py").read_text()
+        return int(re.search(r'"GRANIAN_WORKERS_KILL_TIMEOUT": "(\d+)"', text)[1])
+    text = (project / "gunicorn.conf.py").read_text()
+    return int(re.search(r'GUNICORN_GRACEFUL_TIMEOUT", (\d+)\)', text)[1])
+
+
+def seconds(duration: str) -> int:
+    value = re.fullmatch(r"(\d+)s", duration)
+    assert value, f"write durations in seconds, like 40s: {duration}"
+    return int(value[1])
+
+
+def test_compose_matches_the_compose_spec(variant: tuple[str, Path]) -> None:
+    _, project = variant
+    result = check_jsonschema(project, "vendor.compose-spec", "compose.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_wiring(variant: tuple[str, Path]) -> None:
+    name, project = variant
+    answers = VARIANTS[name]
+    database = answers.get("database", "none")
+    with_nginx = answers.get("with_nginx", True)
+    compose = load(project)
+    services = compose["services"]
+    web = services["web"]
+
+    expected = {"web", "web-dev"}
+    expected |= {"nginx"} if with_nginx else set()
+    expected |= {"migrate"} if database != "none" else set()
+    expected |= {"db"} if database == "postgresql" else set()
+    assert set(services) == expected
+
+    # The app: settings from .env, production mode whatever .env says, a
+    # health check, read-only, and time to finish requests when stopped.
+    assert web["env_file"] == ".env"
+    assert web["environment"]["FLASK_DEBUG"] == "0"
+    assert web["environment"]["FLASK_PROXY_HOPS"] == ("1" if with_nginx else "0")
+    assert "/healthz" in " ".join(web["healthcheck"]["test"])
+    assert web["read_only"] is True
+    assert seconds(web["stop_grace_period"]) > graceful_timeout(project)
+    assert "command" not in web, "the image's CMD (gunicorn) runs the app"
+
+    # Every published port defaults to loopback.
+    for service in services.values():
+        for port in service.get("ports", []):
+            assert re.search(r"\$\{\w+:-127\.0\.0\.1:\d+\}:\d+$|^127\.0\.0\.1:", port), port
+
+    if with_nginx:
+        nginx = services["nginx"]
+        assert nginx["depends_on"] == {"web": {"condition": "service_healthy"}}
+        assert f"Host: {answers.get('domain', 'example.com')}" in nginx["healthcheck"]["test"]
+        assert "ports" not in web, "only nginx is published"
+        conf = (project / "deploy/nginx/nginx.conf").read_text()
+        for volume in nginx["volumes"]:
+            source, target, mode = volume.split(":")
+            assert (project / source).exists(), f"{source} is not in the project"
+            assert mode == "ro"
+            # nginx.conf's header lists what goes where; its includes use it.
+            assert target in conf, f"nginx.conf does not expect a mount at {target}"
+
+    if database != "none":
+        # Migrations: once, before the app, never in the web workers.
+        migrate = services["migrate"]
+        assert migrate["command"] == ["flask", "db", "upgrade"]
+        assert migrate["healthcheck"] == {"disable": True}
+        assert web["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    if database == "postgresql":
+        db = services["db"]
+        assert db["image"].startswith("postgres:")
+        assert "pg_isready" in db["healthcheck"]["test"]
+        assert db["volumes"] == ["db-data:/var/lib/postgresql"]
+        assert "db-data" in compose["volumes"]
+        assert "ports" not in db, "the database is not published"
+        for service in ("web", "migrate"):
+            assert services[service]["depends_on"]["db"] == {"condition": "service_healthy"}
+        assert "@db:5432/" in web["environment"]["DATABASE_URL"]
+        assert "${POSTGRES_PASSWORD:?" in (project / "compose.yaml").read_text()
+    if database == "sqlite":
+        assert web["volumes"] == ["instance:/app/instance"]
+        assert services["migrate"]["volumes"] == web["volumes"]
+
+    # Development: a profile, the source mounted, gunicorn reloading.
+    dev = services["web-dev"]
+    assert dev["profiles"] == ["dev"]
+    assert ".:/app" in dev["volumes"]
+    if answers.get("server") == "granian":
+        assert dev["command"][:2] == ["flask", "run"], "the development server reloads"
+    else:
+        assert dev["environment"]["GUNICORN_RELOAD"] == "1"
+    assert dev["environment"]["FLASK_DEBUG"] == "1"
+    assert dev["image"] != web["image"], "the dev image (its own UID) must not replace web's"
+
+
+def test_podman_compose_reads_every_variant(
+    podman: dict[str, str], variant: tuple[str, Path]
+) -> None:
+    _, project = variant
+    result = podman_compose({**podman, **COMPOSE_VARS}, project, "config", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert yaml.safe_load(result.stdout)["services"]["web"]["image"]

@@ -1,0 +1,252 @@
+"""Every combination of the switches renders into a clean, lint-free project."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.render import (
+    RUNNING_PYTHON,
+    SWITCHES,
+    jinja_leftovers,
+    project_files,
+    render,
+    text_problems,
+)
+from harness.tools import require_tool
+
+# What runs, written out: every combination of the three switches and CI
+# (16), the database and the server varied so that each switch meets each of
+# their values; plus Kubernetes (which needs Docker) with each database.
+COLUMNS = ("with_docker", "with_nginx", "with_procfile", "with_k8s", "ci", "database", "server")
+# fmt: off
+SUPPORTED_COMBINATIONS: list[dict[str, Any]] = [
+    dict(zip(COLUMNS, row, strict=True))
+    for row in [
+        # docker nginx  procfile k8s   ci        database      server
+        (True,  True,  True,  False, "github", "none",       "gunicorn"),
+        (True,  True,  True,  False, "none",   "sqlite",     "gunicorn"),
+        (True,  True,  False, False, "github", "postgresql", "granian"),
+        (True,  True,  False, False, "none",   "none",       "granian"),
+        (True,  False, True,  False, "github", "sqlite",     "gunicorn"),
+        (True,  False, True,  False, "none",   "postgresql", "gunicorn"),
+        (True,  False, False, False, "github", "none",       "granian"),
+        (True,  False, False, False, "none",   "sqlite",     "granian"),
+        (False, True,  True,  False, "github", "postgresql", "gunicorn"),
+        (False, True,  True,  False, "none",   "none",       "gunicorn"),
+        (False, True,  False, False, "github", "sqlite",     "granian"),
+        (False, True,  False, False, "none",   "postgresql", "granian"),
+        (False, False, True,  False, "github", "none",       "gunicorn"),
+        (False, False, True,  False, "none",   "sqlite",     "gunicorn"),
+        (False, False, False, False, "github", "postgresql", "granian"),
+        (False, False, False, False, "none",   "none",       "granian"),
+        (True,  True,  True,  True,  "github", "none",       "gunicorn"),
+        (True,  True,  False, True,  "none",   "sqlite",     "granian"),
+        (True,  False, True,  True,  "github", "postgresql", "gunicorn"),
+    ]
+]
+# fmt: on
+
+# File -> the answer that must switch it on.
+CONDITIONAL_FILES = {
+    "Dockerfile": "with_docker",
+    ".dockerignore": "with_docker",
+    "compose.yaml": "with_docker",
+    "Procfile": "with_procfile",
+    "deploy/nginx/demo-shop.conf": "with_nginx",
+    "deploy/nginx/include/site.conf": "with_nginx",
+    "deploy/systemd/demo-shop.service": "with_nginx",
+    "deploy/k8s/deployment.yaml": "with_k8s",
+}
+DATABASE_FILES = [
+    "demo_shop/db.py",
+    "demo_shop/models.py",
+    "demo_shop/items.py",
+    "migrations/env.py",
+    "migrations/alembic.ini",
+    "migrations/script.py.mako",
+    "tests/test_items.py",
+]
+ALWAYS = [
+    ".copier-answers.yml",
+    ".env",
+    ".env.example",
+    ".gitignore",
+    "README.md",
+    "pyproject.toml",
+    "requirements.txt",
+    "uv.lock",
+    ".python-version",
+    ".pre-commit-config.yaml",
+    ".editorconfig",
+    "wsgi.py",
+    "demo_shop/__init__.py",
+    "demo_shop/config.py",
+    "demo_shop/health.py",
+    "demo_shop/views.py",
+    "tests/conftest.py",
+]
+
+
+def combo_id(combo: dict[str, Any]) -> str:
+    on = [k.removeprefix("with_") for k in (*SWITCHES, "with_k8s") if combo[k]]
+    return "+".join(on or ["bare"]) + f"-ci:{combo['ci']}-db:{combo['database']}-{combo['server']}"
+
+
+def calls_app_run(path: Path) -> bool:
+    """Whether the code (not its comments or docstrings) calls `<something>.run(`
+    on an object named app, the way the development server is started."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "run"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in {"app", "application"}
+        ):
+            return True
+    return False
+
+
+def ruff(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_tool("ruff"), *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture(scope="module", params=SUPPORTED_COMBINATIONS, ids=combo_id)
+def combination(request: pytest.FixtureRequest, copie_session: Any) -> tuple[dict[str, Any], Path]:
+    """A combination and its render."""
+    return request.param, render(copie_session, **request.param)
+
+
+# Besides deploy/: the files that say how the app is started and configured.
+SERVER_FILES = {"compose.yaml", "Dockerfile", "Procfile", "wsgi.py", ".env.example"}
+
+
+def other_server_mentions(project: Path, server: str) -> list[str]:
+    """Lines of the deployment files that name the server the project does not run."""
+    other = "gunicorn" if server == "granian" else "granian"
+    deployment = [
+        rel
+        for rel in project_files(project)
+        if rel.parts[0] == "deploy"
+        or str(rel) in SERVER_FILES
+        or (len(rel.parts) == 2 and rel.name == "config.py")  # <package>/config.py
+    ]
+    return [
+        f"{rel}:{number}: {line.strip()}"
+        for rel in deployment
+        for number, line in enumerate((project / rel).read_text().splitlines(), 1)
+        if other in line.lower()
+    ]
+
+
+def test_combination_renders_clean(combination: tuple[dict[str, Any], Path]) -> None:
+    """The files each answer asks for and no others; no Jinja left; lint-clean;
+    read as hand-written; a learner reading a granian project's deployment files
+    reads about granian, never gunicorn, and the other way round. (One test per
+    render: pytest-xdist would render a combination again on each worker.)"""
+    combo, project = combination
+    files = {str(p) for p in project_files(project)}
+
+    for name in ALWAYS:
+        assert name in files, f"{name} missing"
+    for name, switch in CONDITIONAL_FILES.items():
+        assert (name in files) == combo[switch], f"{name} with {switch}={combo[switch]}"
+    assert (".github/workflows/ci.yml" in files) == (combo["ci"] == "github")
+    container_nginx = "deploy/nginx/nginx.conf" in files
+    assert container_nginx == (combo["with_nginx"] and combo["with_docker"])
+    assert ("gunicorn.conf.py" in files) == (combo["server"] == "gunicorn")
+    assert ("run_granian.py" in files) == (combo["server"] == "granian")
+    with_db = combo["database"] != "none"
+    for name in DATABASE_FILES:
+        assert (name in files) == with_db, f"{name} with database={combo['database']}"
+    procfile = (project / "Procfile").read_text() if combo["with_procfile"] else ""
+    assert ("release: flask db upgrade" in procfile) == (with_db and combo["with_procfile"])
+
+    assert jinja_leftovers(project, "demo_shop") == []
+    calls = [f for f in files if f.endswith(".py") and calls_app_run(project / f)]
+    assert calls == [], "the development server must never be started from code"
+
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    # with_k8s is asked (and recorded) only with Docker.
+    asked = {k: v for k, v in combo.items() if k != "with_k8s" or combo["with_docker"]}
+    assert {k: answers[k] for k in asked} == asked
+
+    lint = ruff("check", "--no-cache", ".", cwd=project)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = ruff("format", "--no-cache", "--check", ".", cwd=project)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    # No line over 100 characters (URLs and fenced code aside), no trailing
+    # whitespace, no doubled blank lines outside Python: no marks of Jinja.
+    assert text_problems(project) == []
+    assert other_server_mentions(project, combo["server"]) == []
+
+
+def test_gunicorn_config_reads_at_a_glance(default_project: Path) -> None:
+    """Settings only, each in gunicorn's reference form: `# name: what it does and
+    when to change it`, in at most three lines; the machinery is in gunicorn_hooks.py."""
+    lines = (default_project / "gunicorn.conf.py").read_text().splitlines()
+    assert len(lines) <= 150
+    internals = [line for line in lines if re.match(r"(from|import) gunicorn(\.| |$)", line)]
+    assert internals == [], "gunicorn's own modules belong in gunicorn_hooks.py"
+    # A description: "# name: ..." (or "# name / other: ..."), then "#   ..." lines.
+    length: dict[str, int] = {}
+    current: list[str] = []
+    for line in lines:
+        if heading := re.match(r"# ([a-z_]+(?: / [a-z_]+)*): ", line):
+            current = heading[1].split(" / ")
+            length.update(dict.fromkeys(current, 1))
+        elif line.startswith("#   ") and current:
+            length.update({name: length[name] + 1 for name in current})
+        else:
+            current = []
+    assert {name: n for name, n in length.items() if n > 3} == {}
+    settings = {m[1] for line in lines if (m := re.match(r"([a-z]\w*) = ", line))} | {"bind"}
+    assert settings - set(length) == set(), "every setting is described"
+    assert len(settings) >= 20
+
+
+@pytest.mark.parametrize("python_version", ["3.11", "3.12", "3.13", "3.14"])
+def test_python_version_reaches_every_place(
+    default_project: Path, copie: Any, python_version: str
+) -> None:
+    # The default project is rendered with this interpreter's version.
+    rendered = python_version == RUNNING_PYTHON
+    project = default_project if rendered else render(copie, python_version=python_version)
+    # requires-python is the lock's floor (3.11, one lock for every version);
+    # .python-version is the version the project develops on (uv reads it).
+    assert (project / ".python-version").read_text() == f"{python_version}\n"
+    assert (
+        f'target-version = "py{python_version.replace(".", "")}"'
+        in (project / "pyproject.toml").read_text()
+    )
+    assert f"python:{python_version}-slim" in (project / "Dockerfile").read_text()
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+    setup = [s for s in workflow["jobs"]["test"]["steps"] if "setup-python" in s.get("uses", "")]
+    assert setup[0]["with"]["python-version"] == python_version
+    # Each version's ruff rules (pyupgrade, formatting) hold for the rendered code.
+    lint = ruff("check", "--no-cache", ".", cwd=project)
+    assert lint.returncode == 0, lint.stdout
+    fmt = ruff("format", "--no-cache", "--check", ".", cwd=project)
+    assert fmt.returncode == 0, fmt.stdout
+
+
+def test_dotenv_holds_a_fresh_secret_for_development(default_project: Path, copie: Any) -> None:
+    secrets = []
+    for project in (default_project, render(copie)):
+        dotenv = project / ".env"
+        assert dotenv.stat().st_mode & 0o077 == 0, ".env must be private to its owner"
+        values = dict(line.split("=", 1) for line in dotenv.read_text().splitlines() if "=" in line)
+        assert values["FLASK_DEBUG"] == "1"
+        assert len(values["FLASK_SECRET_KEY"]) == 64
+        secrets.append(values["FLASK_SECRET_KEY"])
+        assert ".env" in (project / ".gitignore").read_text().split()
+    assert secrets[0] != secrets[1], "every project gets its own secret"
