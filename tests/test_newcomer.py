@@ -84,10 +84,11 @@ def test_develop_commands_work_as_printed(tmp_path: Path) -> None:
         ["uv", "sync"],
         ["uv", "run", "flask"],
         ["uv", "run", "pytest"],
-        ["git", "init", "&&"],
+        ["git", "init", "-q"],
+        ["uv", "run", "pre-commit"],
         ["uv", "add", "NAME"],
     ]
-    sync, serve, test, hooks, add = commands
+    sync, serve, test, first_commit, hooks, add = commands
 
     result = sh(project, env, sync)
     assert result.returncode == 0, result.stderr
@@ -109,6 +110,9 @@ def test_develop_commands_work_as_printed(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Required test coverage" in result.stdout
 
+    result = sh(project, env, first_commit)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "README.md" in sh(project, env, "git ls-files").stdout, "the first commit holds it all"
     result = sh(project, env, hooks)
     assert result.returncode == 0, result.stdout + result.stderr
     result = sh(project, env, add.replace("NAME", NEW_PACKAGE))
@@ -116,14 +120,14 @@ def test_develop_commands_work_as_printed(tmp_path: Path) -> None:
     assert f'"{NEW_PACKAGE}>=' in (project / "pyproject.toml").read_text()
     assert f'name = "{NEW_PACKAGE}"' in (project / "uv.lock").read_text()
 
-    # The first commit: the hook exports the new package into requirements.txt
+    # The next commit: the hook exports the new package into requirements.txt
     # and stops the commit, as pre-commit does when a hook changed a file;
     # adding the file and committing again succeeds.
-    result = sh(project, env, "git add -A && git commit -qm 'first commit'")
+    result = sh(project, env, "git add -A && git commit -qm 'a new package'")
     hook_output = result.stdout + result.stderr
     assert result.returncode != 0 and "hook id: uv-export" in hook_output, hook_output
     assert f"{NEW_PACKAGE}==" in (project / "requirements.txt").read_text()
-    result = sh(project, env, "git add -A && git commit -qm 'first commit'")
+    result = sh(project, env, "git add -A && git commit -qm 'a new package'")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

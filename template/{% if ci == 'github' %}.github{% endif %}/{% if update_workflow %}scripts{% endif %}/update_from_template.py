@@ -206,6 +206,10 @@ def update(body_file: Path, remote: str | None, copier_args: list[str]) -> int:
     print(f"\nCommitted on {branch}: {len(changed)} file(s) changed, {len(conflicts)} conflict(s).")
     print(f"Pull request text: {body_file}")
     print(f"Review with `git diff {start}...{branch}`; merge it into {start} when it is right.")
+    print(
+        f"Not what you want? `git switch {start} && git branch -D {branch}` drops it; "
+        "`copier recopy --trust --defaults --overwrite` renders the template afresh."
+    )
     write_outputs(branch=branch, title=title, conflicts=str(len(conflicts)))
     return 0
 

@@ -1,0 +1,168 @@
+"""What a generated README and Copier's messages tell a user to type, run as printed.
+
+A README's ```sh blocks (and the indented commands of Copier's messages) are
+split into lines; each line runs literally in bash, in the project, in a clean
+environment: PATH holds only the tools the text says to install, plus python3
+and git; HOME is an empty folder (with git's identity, which every git user has
+set); the machine's network settings pass through (its CA bundle and proxies),
+nothing else. Placeholders come from one table, PLACEHOLDERS. A line that
+starts a server runs in the background, is probed over loopback, then stopped
+by its own PID. A failure names the variant, the block and the line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.helpers.servers import Server, start, stop, wait_http
+from tests.helpers.tools import require_tool
+
+# The machine's network settings (DESIGN §6): the CA bundle and proxies.
+PASS_THROUGH = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+)
+
+# Every placeholder a reader replaces, and what the tests type instead. Values
+# that depend on the run (a path) are filled in by the caller.
+PLACEHOLDERS: dict[str, str] = {
+    "NAME": "humanize",  # `uv add NAME`: a small package no variant depends on
+}
+
+# A line that starts a server, and the variables that keep it on a free
+# loopback port (the only settings the tier adds to what the text sets).
+SERVER_LINE = re.compile(r"flask run|gunicorn |run_granian\.py|honcho start web|waitress-serve")
+
+
+@dataclass(frozen=True)
+class Block:
+    section: str
+    language: str
+    text: str
+
+    def lines(self) -> list[str]:
+        """Its commands: continuation lines joined, blank and comment-only lines dropped."""
+        joined = re.sub(r"\\\n\s*", " ", self.text)
+        return [
+            line.strip()
+            for line in joined.splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ]
+
+
+def readme_blocks(markdown: str, language: str = "sh") -> list[Block]:
+    """Every fenced block of `language`, with the `##` section it sits in."""
+    found = []
+    section = ""
+    fence = re.compile(rf"^```{language}\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+    position = 0
+    for match in fence.finditer(markdown):
+        headings = re.findall(r"^## (.+)$", markdown[position : match.start()], re.MULTILINE)
+        section = headings[-1] if headings else section
+        position = match.start()
+        found.append(Block(section, language, match[1]))
+    return found
+
+
+def message_commands(message: str) -> list[str]:
+    """The commands in one of Copier's messages: its indented lines, comments removed."""
+    return [
+        line.split("  #")[0].strip()
+        for line in message.splitlines()
+        if line.startswith("  ") and line.strip() and not line.strip().startswith("#")
+    ]
+
+
+def substitute(line: str, placeholders: Mapping[str, str]) -> str:
+    """`line` with each placeholder (a whole word) replaced from the table."""
+    for name, value in placeholders.items():
+        line = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", value, line)
+    return line
+
+
+def user_bin(folder: Path, tools: list[str]) -> Path:
+    """A folder of links to `tools` (as the text says to install them), plus
+    python3 and git: the PATH a new user has."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in [*tools, "python3", "git", "bash", "env"]:
+        target = Path(require_tool(name)) if name not in ("python3",) else Path("/usr/bin/python3")
+        link = folder / name
+        if not link.exists():
+            link.symlink_to(target)
+    return folder
+
+
+def user_environment(home: Path, bindir: Path, **extra: str) -> dict[str, str]:
+    """A clean environment: `bindir` and the system's folders without any
+    Python but python3 (Debian has no `python`), an empty HOME with git's
+    identity, the network settings, and uv's shared cache so that packages
+    are not downloaded again for every test."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / ".gitconfig").write_text("[user]\n\tname = A User\n\temail = user@example.com\n")
+    env = {name: os.environ[name] for name in PASS_THROUGH if name in os.environ}
+    env |= {
+        "PATH": f"{bindir}:/usr/bin:/bin",
+        "HOME": str(home),
+        "UV_CACHE_DIR": str(Path.home() / ".cache" / "uv"),
+        "LANG": "C.UTF-8",
+    }
+    return env | extra
+
+
+@dataclass
+class LineResult:
+    line: str
+    returncode: int
+    output: str
+
+
+def run_line(line: str, cwd: Path, env: Mapping[str, str], timeout: float = 600) -> LineResult:
+    """One line in bash, as typed at a prompt."""
+    result = subprocess.run(
+        [shutil.which("bash", path=env["PATH"]) or "/bin/bash", "-c", line],
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return LineResult(line, result.returncode, result.stdout + result.stderr)
+
+
+@contextmanager
+def serving(
+    line: str, cwd: Path, env: Mapping[str, str], log: Path, port: int, ready_path: str = "/healthz"
+) -> Iterator[Server]:
+    """A server line in the background (bash execs it, so its PID is the
+    server's), answering on 127.0.0.1:`port`; stopped by that PID on exit."""
+    # `exec` goes after any VAR=value prefix, so bash itself becomes the server.
+    assignments, command = re.match(r"((?:\w+=\S+\s+)*)(.*)", line, re.DOTALL).groups()  # type: ignore[union-attr]
+    server = start(["bash", "-c", f"{assignments}exec {command}"], cwd, env, log)
+    try:
+        wait_http(server, port, ready_path, deadline=120)
+        yield server
+    finally:
+        stop(server)
+
+
+def where(variant: str, block: Block, line: str) -> str:
+    """How a failure names what failed."""
+    return f"[{variant}] README section {block.section!r}, line: {line}"
