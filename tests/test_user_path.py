@@ -21,6 +21,7 @@ from typing import Any
 import copier
 import pytest
 import yaml
+from dotenv import dotenv_values
 
 from hooks.migrations.report_update import report
 from tests.helpers.project_env import project_environment, project_venv
@@ -412,3 +413,32 @@ def test_the_instructor_block_tags_the_fork_and_returns(copie: Any) -> None:
     assert version and f"git tag {version[1]}" in first.text
     assert first.lines()[-1] == "cd ..", "block 2 runs from the folder block 1 started in"
     assert "tag" in readme.split("## Use it for a real project", 1)[1].split("###", 1)[0]
+
+
+@pytest.mark.container
+def test_compose_in_a_fresh_clone_gets_its_env_from_the_readme(tmp_path: Path) -> None:
+    """A clone has no .env (git-ignored): the README's lines make one that compose reads."""
+    project = copy_as_user(tmp_path / "shop", database="postgresql")
+    (project / ".env").unlink()
+    env = user_environment(tmp_path / "home", user_bin(tmp_path / "bin", ["grep"]))
+    block = next(
+        b for b in readme_blocks((project / "README.md").read_text()) if ".env.example" in b.text
+    )
+    for line in block.lines():
+        check(run_line(line, project, env), "postgresql", f"Containers: {line}")
+    settings = dotenv_values(project / ".env")
+    assert len(settings["FLASK_SECRET_KEY"] or "") == 64
+    assert (project / ".env").read_text().count("FLASK_SECRET_KEY=") == 1
+    password = settings["POSTGRES_PASSWORD"]
+    assert password
+    compose = subprocess.run(
+        [require_tool("podman-compose"), "config"],
+        cwd=project,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert compose.returncode == 0, compose.stdout + compose.stderr
+    web = yaml.safe_load(compose.stdout)["services"]["web"]
+    assert password in web["environment"]["DATABASE_URL"]
