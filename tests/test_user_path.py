@@ -131,7 +131,7 @@ def test_the_production_block_runs_without_python_on_path(
     """Debian and Ubuntu have python3 and no `python`: the key is made with python3."""
     project, env = sqlite_user
     assert run_line("command -v python", project, env).returncode != 0, "no python here"
-    make_key, serve = section((project / "README.md").read_text(), "Run in production").lines()
+    make_key, _, serve = section((project / "README.md").read_text(), "Run in production").lines()
     assert "python3 -c" in make_key
     port = free_port()
     settings = {"PORT": str(port), "HOST": "127.0.0.1"}

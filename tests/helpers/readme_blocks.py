@@ -18,10 +18,10 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers.servers import Server, start, stop, wait_http
+from tests.helpers.servers import Server, free_port, http_get, http_request, start, stop, wait_http
 from tests.helpers.tools import require_tool
 
 # The machine's network settings (DESIGN §6): the CA bundle and proxies.
@@ -166,3 +166,118 @@ def serving(
 def where(variant: str, block: Block, line: str) -> str:
     """How a failure names what failed."""
     return f"[{variant}] README section {block.section!r}, line: {line}"
+
+
+# ---- a whole README, one terminal session ----------------------------------------------
+
+# Commands this machine cannot run, by their first word, and why: these lines
+# are counted as skipped, never as passed.
+CANNOT_RUN_HERE = {
+    "sudo": "installs system packages: the tier's PATH holds what it installs (uv)",
+    "docker": "no Docker engine here (the container tier builds and runs the image with podman)",
+    "kubectl": "no Kubernetes cluster here (the container tier plays the manifests with podman)",
+    "copier": "needs a tagged template (the update tier runs these against tagged versions)",
+}
+# Whole sections this tier leaves to another one, and why.
+SECTIONS_RUN_ELSEWHERE = {
+    "Deploy on a Linux host": "needs a systemd host (not built yet)",
+    "Update from the template": "needs a tagged template (the update tier runs it)",
+    "Kubernetes": CANNOT_RUN_HERE["kubectl"],
+}
+
+
+@dataclass
+class Session:
+    """One terminal: the variables and folder each line leaves for the next."""
+
+    cwd: Path
+    env: dict[str, str]
+    logs: Path
+    lines_run: int = 0
+    skipped: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def run(self, line: str, timeout: float = 600) -> LineResult:
+        """`line` in bash; exports and `cd` carry over to the next line."""
+        state = self.logs / "state"
+        script = f'{line}\n__rc=$?\nenv -0 > "{state}.env"; pwd > "{state}.pwd"\nexit $__rc\n'
+        result = run_line(script, self.cwd, self.env, timeout)
+        result.line = line
+        if (state.with_suffix(".env")).exists():
+            pairs = (state.with_suffix(".env")).read_bytes().split(b"\0")
+            env = dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+            env.pop("__rc", None)
+            env.pop("OLDPWD", None)
+            env.pop("PWD", None)
+            env.pop("SHLVL", None)
+            env.pop("_", None)
+            self.env = env
+            self.cwd = Path((state.with_suffix(".pwd")).read_text().strip())
+        self.lines_run += 1
+        return result
+
+
+def probe(port: int, with_database: bool) -> list[str]:
+    """What a user looks at once a server runs; the problems found."""
+    problems = []
+    for path in ("/healthz", "/"):
+        status = http_get(port, path).status
+        if status != 200:
+            problems.append(f"GET {path}: {status}")
+    if with_database:
+        status = http_get(port, "/items").status
+        if status != 200:
+            problems.append(f"GET /items: {status}")
+        created = http_request(
+            port, "POST", "/items", b'{"name": "tea"}', {"Content-Type": "application/json"}
+        )
+        if created.status != 201:
+            problems.append(f"POST /items: {created.status} {created.body[:200]!r}")
+    return problems
+
+
+def server_settings(line: str, port: int) -> dict[str, str]:
+    """The loopback port for a server line: the only settings the tier adds."""
+    if "flask run" in line:
+        return {"FLASK_RUN_PORT": str(port)}
+    return {"PORT": str(port), "HOST": "127.0.0.1"}
+
+
+def run_block(
+    session: Session,
+    name: str,
+    lines: list[str],
+    placeholders: Mapping[str, str],
+    with_database: bool,
+) -> None:
+    """Every line of one block, in order; failures are recorded, not raised, so
+    that one run reports every broken line of a README."""
+    cannot: str | None = None
+    for printed in lines:
+        tool = printed.split()[0]
+        if tool in CANNOT_RUN_HERE or cannot:
+            reason = CANNOT_RUN_HERE.get(tool) or f"follows a line that cannot run here: {cannot}"
+            session.skipped.append(f"{name}: {printed} ({reason})")
+            # What follows a docker or kubectl line uses what it made; after an
+            # install line the tier has what it installs.
+            if tool != "sudo" and not cannot:
+                cannot = printed
+            continue
+        line = substitute(printed, placeholders)
+        if SERVER_LINE.search(line) and not line.startswith("cd "):
+            port = free_port()
+            log = session.logs / f"server-{session.lines_run}.log"
+            session.lines_run += 1
+            env = session.env | server_settings(line, port)
+            try:
+                with serving(line, session.cwd, env, log, port, "/healthz"):
+                    problems = probe(port, with_database)
+            except AssertionError as exc:
+                problems = [str(exc)[-1500:]]
+            session.failures += [f"{name}, line: {printed}: {p}" for p in problems]
+            continue
+        result = session.run(line)
+        if result.returncode != 0:
+            session.failures.append(
+                f"{name}, line: {printed}: exit {result.returncode}\n{result.output[-1500:]}"
+            )
