@@ -71,11 +71,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         figures.clear()
 
 
+TABLES = {
+    "fleet_row": "fleet update 1.0.0 -> 2.0.0",  # tests/test_fleet.py
+    "as_printed_row": "every command as printed",  # tests/test_as_printed.py
+}
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The fleet update's table (tests/test_fleet.py), when the fleet ran."""
+    """The tables that tests recorded rows for, when they ran."""
     stats = terminalreporter.stats
     reports = [r for outcome in ("passed", "failed") for r in stats.get(outcome, [])]
-    rows = recorded_rows(reports, "fleet_row")
-    if rows:
-        terminalreporter.section("fleet update 1.0.0 -> 2.0.0")
-        terminalreporter.write_line(markdown_table(rows))
+    for name, title in TABLES.items():
+        rows = recorded_rows(reports, name)
+        if rows:
+            terminalreporter.section(title)
+            terminalreporter.write_line(markdown_table(rows))

@@ -54,7 +54,8 @@ def report(conflicted: list[str], deleted: list[str]) -> str:
         lines += [f"  {name}" for name in deleted]
     if not conflicted:
         lines.append("copier update: no conflicts.")
-    lines.append("Review `git diff HEAD`, run the tests, then commit.")
+    # What to do next is Copier's message after the update, which the update
+    # script leaves out (it commits the result itself).
     return "\n".join(lines)
 
 

@@ -103,6 +103,10 @@ def config_dict(level: str, format_: str, access_log: bool = True) -> dict[str, 
             "_granian": dict(server),
             # The access line the app writes itself (AccessLog, under granian).
             "app.access": dict(access),
+            # Alembic's INFO lines (plugins set up at import, the context of
+            # each readiness check) say nothing about the app; `flask db`
+            # commands still print theirs (migrations/alembic.ini).
+            "alembic": {"level": "WARNING" if level in ("debug", "info") else level.upper()},
         },
     }
 

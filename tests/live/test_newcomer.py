@@ -74,10 +74,11 @@ def test_develop_commands_work_as_printed(tmp_path: Path) -> None:
         ["uv", "sync"],
         ["uv", "run", "flask"],
         ["uv", "run", "pytest"],
-        ["git", "init", "&&"],
+        ["git", "init", "-q"],
+        ["uv", "run", "pre-commit"],
         ["uv", "add", "NAME"],
     ]
-    sync, run, test, hooks, add = commands
+    sync, run, test, first_commit, hooks, add = commands
 
     result = sh(project, env, sync)
     assert result.returncode == 0, result.stderr
@@ -94,6 +95,9 @@ def test_develop_commands_work_as_printed(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Required test coverage" in result.stdout
 
+    result = sh(project, env, first_commit)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "README.md" in sh(project, env, "git ls-files").stdout, "the first commit holds it all"
     result = sh(project, env, hooks)
     assert result.returncode == 0, result.stdout + result.stderr
     result = sh(project, env, add.replace("NAME", NEW_PACKAGE))
@@ -101,12 +105,12 @@ def test_develop_commands_work_as_printed(tmp_path: Path) -> None:
     assert f'"{NEW_PACKAGE}>=' in (project / "pyproject.toml").read_text()
     assert f'name = "{NEW_PACKAGE}"' in (project / "uv.lock").read_text()
 
-    # The first commit: the hook exports the new package into requirements.txt
+    # The next commit: the hook exports the new package into requirements.txt
     # and stops the commit, as pre-commit does when a hook changed a file;
     # adding the file and committing again succeeds.
-    result = sh(project, env, "git add -A && git commit -qm 'first commit'")
+    result = sh(project, env, "git add -A && git commit -qm 'a new package'")
     hook_output = result.stdout + result.stderr
     assert result.returncode != 0 and "hook id: uv-export" in hook_output, hook_output
     assert f"{NEW_PACKAGE}==" in (project / "requirements.txt").read_text()
-    result = sh(project, env, "git add -A && git commit -qm 'first commit'")
+    result = sh(project, env, "git add -A && git commit -qm 'a new package'")
     assert result.returncode == 0, result.stdout + result.stderr

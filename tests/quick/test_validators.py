@@ -22,7 +22,8 @@ QUESTIONS = yaml.safe_load((REPO / "copier.yml").read_text())
 BAD_ANSWERS = [
     ("project_name", "   ", "Type a name"),
     ("project_name", "x" * 81, "under 80"),
-    ("project_slug", "My Shop", "for example: my-flask-app"),
+    ("project_slug", "My Shop", "for example: my-shop"),
+    ("project_slug", "2 Fast--Shop!", "for example: fast-shop"),
     ("project_slug", "shop--x", "single dashes"),
     ("package_name", "my-shop", "for example: my_shop"),
     ("package_name", "MyShop", "for example: myshop"),

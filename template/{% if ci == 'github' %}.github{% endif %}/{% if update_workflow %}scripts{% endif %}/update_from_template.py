@@ -3,7 +3,7 @@
 The weekly workflow (.github/workflows/template-update.yml) runs this script, and
 so can you, from the project's root with everything committed:
 
-    python .github/scripts/update_from_template.py
+    python3 .github/scripts/update_from_template.py
 
 It asks Copier whether the template has a newer version. If it has, the script
 creates the branch template-update/VERSION, runs `copier update --trust
@@ -12,7 +12,8 @@ and the pull request shows them. It writes the pull request's text: the files
 with conflicts and the template's CHANGELOG entries between the two versions.
 The branch you started on is never changed.
 
-Standard library only, plus git and Copier (`pip install copier`).
+Standard library only, plus git and Copier (`pipx install copier`, or
+`uv tool install copier`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def copier(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run(sys.executable, "-m", "copier", *args, check=check)
     found = shutil.which("copier")
     if found is None:
-        sys.exit("Copier is not installed: pip install copier")
+        sys.exit("Copier is not installed: pipx install copier (or: uv tool install copier)")
     return run(found, *args, check=check)
 
 
@@ -172,7 +173,10 @@ def update(body_file: Path, remote: str | None, copier_args: list[str]) -> int:
 
     start = git("rev-parse", "--abbrev-ref", "HEAD").strip()
     git("switch", "--quiet", "-c", branch)
-    result = copier("update", "--trust", "--defaults", *copier_args, check=False)
+    print(f"Updating this project from template version {old} to {new}, on {branch}:", flush=True)
+    # --quiet: Copier's own messages would tell you to commit, which this
+    # script does; the template's report (conflicts, removed files) still prints.
+    result = copier("update", "--trust", "--defaults", "--quiet", *copier_args, check=False)
     print(result.stdout + result.stderr, end="")
     if result.returncode != 0:
         # The tree was clean: this removes only what the failed update wrote.
@@ -202,6 +206,10 @@ def update(body_file: Path, remote: str | None, copier_args: list[str]) -> int:
     print(f"\nCommitted on {branch}: {len(changed)} file(s) changed, {len(conflicts)} conflict(s).")
     print(f"Pull request text: {body_file}")
     print(f"Review with `git diff {start}...{branch}`; merge it into {start} when it is right.")
+    print(
+        f"Not what you want? `git switch {start} && git branch -D {branch}` drops it; "
+        "`copier recopy --trust --defaults --overwrite` renders the template afresh."
+    )
     write_outputs(branch=branch, title=title, conflicts=str(len(conflicts)))
     return 0
 
