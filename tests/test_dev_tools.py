@@ -6,6 +6,7 @@ variant's lock)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from tests.helpers.project_env import CACHE, project_environment, project_venv, uv_environment
 from tests.helpers.render import render
+from tests.helpers.tools import require_tool
 
 pytestmark = pytest.mark.boot
 
@@ -41,10 +43,14 @@ def prepare(copie_session: Any, variant: str) -> tuple[Path, dict[str, str]]:
     project = render(copie_session, **VARIANTS[variant])
     for command in (["init", "-q"], ["add", "-A"]):
         subprocess.run(["git", *command], cwd=project, check=True, timeout=60)
-    env = project_environment(project_venv(project))
+    venv_bin = project_venv(project)
+    env = project_environment(venv_bin)
     # Hook environments are shared between runs; uv (in the lock hooks) uses
-    # this interpreter, as it cannot download the project's here.
+    # this interpreter, as it cannot download the project's here. The ruff
+    # hooks' `uv run` finds uv on PATH and the locked tools in the shared venv.
     env |= {k: v for k, v in uv_environment().items() if k.startswith("UV_")}
+    env["UV_PROJECT_ENVIRONMENT"] = str(venv_bin.parent)
+    env["PATH"] += os.pathsep + str(Path(require_tool("uv")).parent)
     env["PRE_COMMIT_HOME"] = str(CACHE / "pre-commit")
     env["MYPY_CACHE_DIR"] = str(CACHE / "mypy" / variant)
     return project, env
