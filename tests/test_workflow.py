@@ -42,7 +42,7 @@ def test_actionlint_would_notice_a_broken_workflow(project: Path, tmp_path: Path
     broken = tmp_path / "broken.yml"
     text = (project / WORKFLOW).read_text()
     broken.write_text(
-        text.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latest\n    needs: x")
+        text.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latest\n    needs: x", 1)
     )
     assert [f["kind"] for f in actionlint(tmp_path, "broken.yml")] == ["job-needs"]
 
