@@ -10,6 +10,7 @@ with uv from this repo's venv and podman standing in for docker.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -25,8 +26,17 @@ import yaml
 
 from tests.helpers.containers import BASE_PYTHON, ca_bundle_volume, podman_env, run_podman
 from tests.helpers.images import ensure_nginx_image, require_podman, stand_in_for_from_lines
-from tests.helpers.project_env import project_environment, uv_environment
+from tests.helpers.project_env import CACHE, project_environment, uv_environment
 from tests.helpers.render import render
+from tests.helpers.template_versions import (
+    REPO,
+    V1,
+    V2,
+    build_template_versions,
+    commit_all,
+    git,
+    run_as_user,
+)
 from tests.helpers.tools import require_tool
 
 WORKFLOW = ".github/workflows/ci.yml"
@@ -261,3 +271,72 @@ def test_the_deploy_job_runs_nginx_t_and_fails_on_a_broken_file(
     failed = deploy_job(project, docker, tmp_path, nginx_steps)
     assert failed.returncode != 0
     assert 'unknown directive "no_such_directive"' in failed.stderr, failed.stderr
+
+
+# -- _min_copier_version: that Copier renders and updates a project -----------------------
+
+MIN_COPIER = yaml.safe_load((REPO / "copier.yml").read_text())["_min_copier_version"]
+# The last release without `_copier_operation` (9.6): it would render no .env.
+TOO_OLD_COPIER = "9.5.0"
+
+
+def copier_release(version: str) -> Path:
+    """The `copier` command of that release from PyPI, in a venv cached across runs."""
+    target = CACHE / "copier-releases" / version
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / ".complete").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            uv, env = require_tool("uv"), uv_environment()
+            for command in (
+                [uv, "venv", "--quiet", str(target)],
+                [uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python")]
+                + [f"copier=={version}"],
+            ):
+                subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+            (target / ".complete").touch()
+    return target / "bin" / "copier"
+
+
+def readme_update_commands(project: Path) -> list[str]:
+    """The generated README's update commands that need no version or answer of ours."""
+    readme = (project / "README.md").read_text()
+    commands = re.findall(r"^(copier [a-z-]+[^#\n]*?)\s*(?:#.*)?$", readme, re.MULTILINE)
+    return [c for c in commands if c in ("copier check-update", "copier update --trust --defaults")]
+
+
+@pytest.mark.update
+def test_the_minimum_copier_renders_the_env_and_runs_the_readmes_update_commands(
+    tmp_path: Path,
+) -> None:
+    copier_command = str(copier_release(MIN_COPIER))
+    template = build_template_versions(tmp_path / "template")
+    project = tmp_path / "project"
+    copy = [copier_command, "copy", "--trust", "--defaults", f"--vcs-ref={V1}"]
+    made = run_as_user(tmp_path, [*copy, str(template), str(project)])
+    assert made.returncode == 0, made.stdout + made.stderr
+    # The task that writes .env runs only on a copy (_copier_operation, Copier 9.6+).
+    assert "FLASK_SECRET_KEY=" in (project / ".env").read_text()
+    git(project, "init", "-q", "-b", "main")
+    commit_all(project, "generated")
+
+    commands = readme_update_commands(project)
+    assert commands == ["copier check-update", "copier update --trust --defaults"], commands
+    for command in commands:
+        result = run_as_user(project, [copier_command, *command.split()[1:]])
+        assert result.returncode == 0, f"{command}:\n{result.stdout}{result.stderr}"
+        if command == "copier check-update":
+            assert V2 in result.stdout + result.stderr, result.stdout + result.stderr
+    assert f"_commit: {V2}" in (project / ".copier-answers.yml").read_text()
+
+
+@pytest.mark.update
+def test_an_older_copier_is_refused_with_the_version_to_install(tmp_path: Path) -> None:
+    copier_command = str(copier_release(TOO_OLD_COPIER))
+    template = build_template_versions(tmp_path / "template")
+    copy = [copier_command, "copy", "--trust", "--defaults", f"--vcs-ref={V1}"]
+    refused = run_as_user(tmp_path, [*copy, str(template), str(tmp_path / "project")])
+    assert refused.returncode != 0
+    assert f"requires Copier version >= {MIN_COPIER}" in refused.stdout + refused.stderr
+    assert not (tmp_path / "project" / ".env").exists()
