@@ -47,9 +47,12 @@ def prepare(copie_session: Any, variant: str) -> tuple[Path, dict[str, str]]:
     env = project_environment(venv_bin)
     # Hook environments are shared between runs; uv (in the lock hooks) uses
     # this interpreter, as it cannot download the project's here. The ruff
-    # hooks' `uv run` finds uv on PATH and the locked tools in the shared venv.
+    # hooks' `uv run` finds uv on PATH and the locked tools in the shared venv,
+    # which it must never change: no sync, and that venv's own interpreter
+    # (asked for another one, uv would delete the venv to make a new one).
     env |= {k: v for k, v in uv_environment().items() if k.startswith("UV_")}
-    env["UV_PROJECT_ENVIRONMENT"] = str(venv_bin.parent)
+    env |= {"UV_PROJECT_ENVIRONMENT": str(venv_bin.parent), "UV_NO_SYNC": "1"}
+    env["UV_PYTHON"] = str(venv_bin / "python")
     env["PATH"] += os.pathsep + str(Path(require_tool("uv")).parent)
     env["PRE_COMMIT_HOME"] = str(CACHE / "pre-commit")
     env["MYPY_CACHE_DIR"] = str(CACHE / "mypy" / variant)
