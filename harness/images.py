@@ -71,7 +71,8 @@ def build_project_image(
     """
     tag = f"{IMAGE_REPO}:{name}"
     iidfile = project.parent / f".iid-{name}-{uuid.uuid4().hex[:8]}"
-    args = ["--build-arg", f"PYTHON_IMAGE={ensure_base_image(env)}"]
+    stand_in_for_from_lines(env, project / "Dockerfile")
+    args = ["--pull=never"]
     for pair in build_args:
         args += ["--build-arg", pair]
     started = time.monotonic()
@@ -95,6 +96,26 @@ def build_project_image(
     iidfile.unlink()
     output = proc.stdout + proc.stderr
     return Build(image=image, tag=tag, context=project, output=output, seconds=seconds)
+
+
+#: A Dockerfile's FROM line: the image, then maybe "AS stage".
+FROM_LINE = re.compile(
+    r"^FROM\s+(?:--platform=\S+\s+)?(?P<image>\S+)", re.MULTILINE | re.IGNORECASE
+)
+
+
+def stand_in_for_from_lines(env: Mapping[str, str], dockerfile: Path) -> None:
+    """Give the local base image every name the Dockerfile's FROM lines use.
+
+    The generated Dockerfile names the real image (python:3.14-slim-trixie) so
+    that Dependabot can bump it; no registry is reachable here, so the local
+    stand-in takes that name (docker.io/library/... as podman resolves a short
+    name) and the build runs with --pull=never.
+    """
+    base = ensure_base_image(env)
+    for image in FROM_LINE.findall(dockerfile.read_text()):
+        if "/" not in image.split(":")[0]:
+            run_podman(env, "tag", base, f"docker.io/library/{image}")
 
 
 def image_megabytes(env: Mapping[str, str], ref: str) -> float:

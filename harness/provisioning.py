@@ -308,7 +308,9 @@ def _image_exists(env: Mapping[str, str], ref: str) -> bool:
 def ensure_base_image(env: Mapping[str, str]) -> str:
     """Make sure the Python base image exists in ``env``'s storage; return its ref.
 
-    Use it as ``--build-arg PYTHON_IMAGE=<ref>``. Costs: debootstrap (about a
+    Project builds give it the name of their Dockerfile's FROM lines
+    (images.stand_in_for_from_lines); a Dockerfile of a test's own can take it
+    as a build argument. Costs: debootstrap (about a
     minute, once per cache), ``podman import`` (seconds, once per storage),
     then nothing. A file lock serialises pytest-xdist workers so only one of
     them bootstraps while the others wait and reuse its result.

@@ -18,6 +18,7 @@ import pytest
 from harness import REPO
 from harness.http import LOOPBACK, free_port, http_get
 from harness.render import render
+from harness.tools import require_tool
 from harness.venvs import CACHE, project_venv, run_env, uv_env
 
 # Code differs by database and server; python_version only changes settings
@@ -43,10 +44,17 @@ def prepare(copie_session: Any, variant: str) -> tuple[Path, dict[str, str]]:
     project = render(copie_session, **VARIANTS[variant])
     for command in (["init", "-q"], ["add", "-A"]):
         subprocess.run(["git", *command], cwd=project, check=True, timeout=60)
-    env = run_env(project_venv(project))
+    venv_bin = project_venv(project)
+    env = run_env(venv_bin)
     # Hook environments are shared between runs; uv (in the lock hooks) uses
-    # this interpreter, as it cannot download the project's here.
+    # this interpreter, as it cannot download the project's here. The ruff
+    # hooks' `uv run` finds uv on PATH and the locked tools in the shared venv,
+    # which it must never change: no sync, and that venv's own interpreter
+    # (asked for another one, uv would delete the venv to make a new one).
     env |= {k: v for k, v in uv_env().items() if k.startswith("UV_")}
+    env |= {"UV_PROJECT_ENVIRONMENT": str(venv_bin.parent), "UV_NO_SYNC": "1"}
+    env["UV_PYTHON"] = str(venv_bin / "python")
+    env["PATH"] += os.pathsep + str(Path(require_tool("uv")).parent)
     env["PRE_COMMIT_HOME"] = str(CACHE / "pre-commit")
     env["MYPY_CACHE_DIR"] = str(CACHE / "mypy" / variant)
     return project, env

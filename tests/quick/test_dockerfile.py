@@ -59,11 +59,11 @@ def test_dockerfile_shape(default_project: Path) -> None:
     steps = instructions(text)
     keywords = [k for k, _ in steps]
 
-    # A slim base from a build argument, pinned to the project's Python, and
-    # the same base for both stages (the virtualenv points at its Python).
-    assert steps[0] == ("ARG", f"PYTHON_IMAGE=python:{RUNNING_PYTHON}-slim-trixie")
+    # A slim base pinned to the project's Python, written out where Dependabot
+    # reads it, and the same base for both stages (the venv points at its Python).
+    base = f"python:{RUNNING_PYTHON}-slim-trixie"
     froms = [rest for k, rest in steps if k == "FROM"]
-    assert froms == ["${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE}"]
+    assert froms == [f"{base} AS builder", base]
     # No python path is hard-coded: the base decides where its python lives.
     assert not re.search(r"/usr(/local)?/bin/python", text)
 

@@ -114,7 +114,7 @@ def test_shipped_lock_is_fresh_and_installs_with_hashes(
 
 def test_one_uv_and_one_ruff_version_everywhere(default_project: Path) -> None:
     """The uv that made the locks is the one projects use (Dockerfile, CI,
-    pre-commit); pre-commit's ruff is the dev group's."""
+    pre-commit); ruff is pinned once, in the dev group, and pre-commit runs that one."""
     made_by = subprocess.run(
         [require_tool("uv"), "--version"], capture_output=True, text=True, check=True
     ).stdout.split()[1]
@@ -126,4 +126,6 @@ def test_one_uv_and_one_ruff_version_everywhere(default_project: Path) -> None:
             f"UV_VERSION={made_by}" in (default_project / name).read_text()
         ), name
     ruff = re.search(r'"ruff==([\d.]+)"', (default_project / "pyproject.toml").read_text())
-    assert ruff and f"ruff=={ruff[1]}" in (default_project / ".pre-commit-config.yaml").read_text()
+    hooks = (default_project / ".pre-commit-config.yaml").read_text()
+    assert ruff and "ruff==" not in hooks
+    assert "entry: uv run --frozen ruff check" in hooks and "uv run --frozen ruff format" in hooks

@@ -231,7 +231,7 @@ def test_python_version_reaches_every_place(
     assert f"python:{python_version}-slim" in (project / "Dockerfile").read_text()
     workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
     setup = [s for s in workflow["jobs"]["test"]["steps"] if "setup-python" in s.get("uses", "")]
-    assert setup[0]["with"]["python-version"] == python_version
+    assert setup[0]["with"]["python-version-file"] == ".python-version"
     # Each version's ruff rules (pyupgrade, formatting) hold for the rendered code.
     lint = ruff("check", "--no-cache", ".", cwd=project)
     assert lint.returncode == 0, lint.stdout

@@ -35,7 +35,7 @@ def test_workflows_and_dependabot_configs_are_valid(copie_session: Any, tmp_path
     # The linter runs for real: an unknown job dependency is reported.
     text = (tmp_path / "default" / WORKFLOW).read_text()
     (tmp_path / "broken.yml").write_text(
-        text.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latest\n    needs: x")
+        text.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latest\n    needs: x", 1)
     )
     workflows = [f"{variant}/{WORKFLOW}" for variant in VARIANTS]
     found = actionlint(tmp_path, *workflows, "broken.yml")
