@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers.containers import (
+    CONTAINER_CA_BUNDLE,
     DEBIAN_SUITE,
     _file_lock,
     base_image_key,
     ca_bundle_volume,
     cache_root,
     ensure_base_image,
+    ensure_python_image,
     podman_available,
     run_podman,
 )
@@ -88,9 +90,28 @@ def build_project_image(
     `--format docker` keeps the HEALTHCHECK; the CA bundle is mounted so pip
     reaches PyPI (see containers.py); `build_args` are extra NAME=VALUE pairs.
     """
+    return _build(env, project, name, f"PYTHON_IMAGE={ensure_base_image(env)}", *build_args)
+
+
+def build_project_image_as_written(env: Mapping[str, str], project: Path, python: str) -> Build:
+    """Build `project`'s Dockerfile on its own FROM line, for Python `python`.
+
+    The official image's name is given to the Debian-testing stand-in
+    (containers.ensure_python_image) and nothing is pulled. The lock keeps
+    two builds from retagging the name under each other; check the built
+    image's Python all the same (another user of the storage may tag it).
+    """
+    with _file_lock(cache_root() / f"python-{python}-official-tag.lock"):
+        ensure_python_image(env, python)
+        return _build(env, project, f"py{python}-{uuid.uuid4().hex[:8]}", pull="never")
+
+
+def _build(
+    env: Mapping[str, str], project: Path, name: str, *build_args: str, pull: str | None = None
+) -> Build:
     tag = f"{IMAGE_REPO}:{name}"
     iidfile = project.parent / f".iid-{name}-{uuid.uuid4().hex[:8]}"
-    args = ["--build-arg", f"PYTHON_IMAGE={ensure_base_image(env)}"]
+    args = [f"--pull={pull}"] if pull else []
     for pair in build_args:
         args += ["--build-arg", pair]
     started = time.monotonic()
@@ -114,6 +135,79 @@ def build_project_image(
     iidfile.unlink()
     output = proc.stdout + proc.stderr
     return Build(image=image, tag=tag, context=project, output=output, seconds=seconds)
+
+
+#: The generated project's CI steps that depend on the Python (its workflow
+#: also runs pre-commit, whose hooks are the same ruff): the locked install,
+#: the type check, lint and format, the suite with its coverage floor.
+PROJECT_CI_STEPS = (
+    "uv sync --locked",
+    "uv run --no-sync mypy",
+    "uv run --no-sync ruff check .",
+    "uv run --no-sync ruff format --check .",
+    "uv run --no-sync pytest --cov -q -p no:cacheprovider",
+)
+
+
+@dataclass
+class Run:
+    """A shell script run in a container: its exit code, output and duration."""
+
+    returncode: int
+    output: str
+    seconds: float
+
+
+def run_project_ci(
+    env: Mapping[str, str], image: str, project: Path, uv_version: str, *before: str
+) -> Run:
+    """Run `project`'s CI steps in `image`, as its workflow does on a fresh runner.
+
+    The image's `python` is the runner's setup-python; uv comes from PyPI
+    with pip, and never downloads a Python. `before` are commands to run
+    first (`uv lock --upgrade`). The project is copied in, so the lock
+    they write stays in the container. The environment is clean: the
+    image's, the proxy variables podman passes on, and the host's CA bundle
+    in the image's store (pip and uv read no other on Python 3.13+).
+    Downloads are cached between runs outside the clone.
+    """
+    downloads = cache_root() / "testing-downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    script = " && ".join(
+        (
+            "cp -a /project /work",
+            "cd /work",
+            f'python -m pip install -q --root-user-action=ignore "uv=={uv_version}"',
+            *before,
+            *PROJECT_CI_STEPS,
+        )
+    )
+    started = time.monotonic()
+    proc = run_podman(
+        env,
+        "run",
+        "--rm",
+        "--pull=never",
+        "-v",
+        f"{project}:/project:ro",
+        "-v",
+        ca_bundle_volume(),
+        "-v",
+        f"{downloads}:/root/.cache",
+        "-e",
+        "UV_PYTHON_DOWNLOADS=never",
+        "-e",
+        "UV_PROJECT_ENVIRONMENT=/venv",
+        "-e",
+        f"SSL_CERT_FILE={CONTAINER_CA_BUNDLE}",
+        image,
+        "sh",
+        "-exc",
+        script,
+        check=False,
+        timeout=1200,
+    )
+    return Run(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
 
 
 def ensure_nginx_image(env: Mapping[str, str]) -> str:
