@@ -48,11 +48,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         figures.clear()
 
 
+# Rows that tests record under these names, printed as one table each.
+TABLES = {
+    "fleet_row": "fleet update 1.0.0 -> 2.0.0",
+    "python_row": "the generated project on each Python (tests/test_pythons.py)",
+    "time_travel_row": "time travel (tests/test_time_travel.py)",
+}
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The fleet update's table (tests/test_fleet.py), when the fleet ran."""
+    """The tables of the tests that ran (the fleet update, the Pythons, time travel)."""
     stats = terminalreporter.stats
     reports = [r for outcome in ("passed", "failed") for r in stats.get(outcome, [])]
-    rows = recorded_rows(reports, "fleet_row")
-    if rows:
-        terminalreporter.section("fleet update 1.0.0 -> 2.0.0")
-        terminalreporter.write_line(markdown_table(rows))
+    for name, title in TABLES.items():
+        rows = recorded_rows(reports, name)
+        if rows:
+            terminalreporter.section(title)
+            terminalreporter.write_line(markdown_table(rows))
