@@ -37,6 +37,7 @@ from tests.helpers.images import (
 )
 from tests.helpers.render import render
 from tests.helpers.servers import free_port
+from tests.test_validators import validator
 
 REPO = Path(__file__).resolve().parent.parent
 COPIER = yaml.safe_load((REPO / "copier.yml").read_text())
@@ -184,3 +185,21 @@ def test_the_default_is_the_newest_python_that_passes(
         assert passing != list(VARIANTS), (
             f"every variant passes on Python {newer}: make it the default in copier.yml"
         )
+
+
+@pytest.mark.container
+@pytest.mark.parametrize("python", TESTING_PYTHONS)
+def test_package_name_refuses_this_pythons_stdlib(podman: dict[str, str], python: str) -> None:
+    """The validator's list of standard modules holds each newer Python's (3.15
+    brought `profiling`); tests/test_validators.py checks the running one's."""
+    names = run_podman(
+        podman,
+        "run",
+        "--rm",
+        ensure_python_image(podman, python),
+        "python",
+        "-c",
+        "import sys; print(*(n.lower() for n in sys.stdlib_module_names if n[0] != '_'))",
+    ).stdout.split()
+    check = validator("package_name")
+    assert sorted(n for n in names if not check.render(package_name=n).strip()) == []
