@@ -42,9 +42,11 @@ VARIANTS: dict[str, dict[str, str]] = {
 }
 # How the lock is remade: the newest versions allowed, then the lowest
 # versions the direct dependencies' bounds allow (their dependencies newest).
+# The resolution is a setting for every uv command after it, or `uv sync
+# --locked` would find the lock out of date with its own (highest) resolution.
 RESOLUTIONS: dict[str, str] = {
     "upgrade": "uv lock --upgrade",
-    "lowest-direct": "uv lock --resolution lowest-direct",
+    "lowest-direct": "export UV_RESOLUTION=lowest-direct && uv lock",
 }
 # What `uv lock` says for each package it moved.
 MOVED = re.compile(r"^(?:Updated|Added|Removed) ", flags=re.MULTILINE)
