@@ -131,7 +131,7 @@ def test_project_ci_passes(
 ) -> None:
     """`uv sync --locked`, mypy, ruff and the suite with its coverage floor, on `python`."""
     run = ci_of(python, variant)
-    result = "passed" if run.returncode == 0 else f"failed (exit {run.returncode})"
+    result = "passed" if run.returncode == 0 else f"failed: {run.why()}"
     row = {"python": python, "variant": variant, "what": "CI steps", "result": result}
     record_property("python_row", json.dumps(row | {"seconds": f"{run.seconds:.0f}"}))
     assert run.returncode == 0, run.output[-6000:]

@@ -70,7 +70,7 @@ def test_ci_steps_pass_on_a_remade_lock(
     project = render(copie_session, python_version=DEFAULT_PYTHON, **VARIANTS[variant])
     image = ensure_python_image(podman, DEFAULT_PYTHON)
     run = run_project_ci(podman, image, project, UV_VERSION, RESOLUTIONS[resolution])
-    result = "passed" if run.returncode == 0 else f"failed (exit {run.returncode})"
+    result = "passed" if run.returncode == 0 else f"failed: {run.why()}"
     row = {"variant": variant, "resolution": resolution, "result": result}
     row |= {"packages moved": str(len(MOVED.findall(run.output))), "seconds": f"{run.seconds:.0f}"}
     record_property("time_travel_row", json.dumps(row))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import textwrap
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -149,6 +150,13 @@ PROJECT_CI_STEPS = (
 )
 
 
+#: The first line that says why a run failed: uv's error, then a Python exception.
+FAILURE = (
+    re.compile(r"^error: (.+)$", flags=re.MULTILINE),
+    re.compile(r"^(?:E\s+)*(\w+Error: .+)$", flags=re.MULTILINE),
+)
+
+
 @dataclass
 class Run:
     """A shell script run in a container: its exit code, output and duration."""
@@ -156,6 +164,17 @@ class Run:
     returncode: int
     output: str
     seconds: float
+
+    def why(self, width: int = 90) -> str:
+        """Why it failed, in one line of at most `width` characters ("" if it passed)."""
+        if self.returncode == 0:
+            return ""
+        for pattern in FAILURE:
+            match = pattern.search(self.output)
+            if match:
+                line = re.sub(r" @ registry\+\S+`", "`", match[1])  # where from: PyPI
+                return textwrap.shorten(line, width, placeholder="...")
+        return f"exit {self.returncode}"
 
 
 def run_project_ci(
@@ -169,6 +188,9 @@ def run_project_ci(
     they write stays in the container. The environment is clean: the
     image's, the proxy variables podman passes on, and the host's CA bundle
     in the image's store (pip and uv read no other on Python 3.13+).
+    Packages install from wheels only, as in the slim image (no compiler):
+    a package without a wheel for this Python fails to install, instead of
+    building for minutes or fetching a toolchain from outside PyPI.
     Downloads are cached between runs outside the clone.
     """
     downloads = cache_root() / "testing-downloads"
@@ -196,6 +218,8 @@ def run_project_ci(
         f"{downloads}:/root/.cache",
         "-e",
         "UV_PYTHON_DOWNLOADS=never",
+        "-e",
+        "UV_NO_BUILD=1",
         "-e",
         "UV_PROJECT_ENVIRONMENT=/venv",
         "-e",
