@@ -150,6 +150,9 @@ PROJECT_CI_STEPS = (
 )
 
 
+#: What uv says at length when a package has no wheel for the Python (and may not build).
+NO_WHEEL = r"\1 has no wheel for this Python"
+
 #: The first line that says why a run failed: uv's error, then a Python exception.
 FAILURE = (
     re.compile(r"^error: (.+)$", flags=re.MULTILINE),
@@ -173,6 +176,7 @@ class Run:
             match = pattern.search(self.output)
             if match:
                 line = re.sub(r" @ registry\+\S+`", "`", match[1])  # where from: PyPI
+                line = re.sub(r"^Distribution (`\S+`) can't be installed .*", NO_WHEEL, line)
                 return textwrap.shorten(line, width, placeholder="...")
         return f"exit {self.returncode}"
 
