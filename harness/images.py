@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
+import textwrap
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -20,8 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.http import Response, http_get
-from harness.podman import ca_bundle_volume, podman_available, run_podman
-from harness.provisioning import ensure_base_image
+from harness.podman import (
+    CONTAINER_CA_BUNDLE,
+    _file_lock,
+    ca_bundle_volume,
+    cache_root,
+    podman_available,
+    run_podman,
+)
+from harness.provisioning import (
+    BASE_PYTHON,
+    TESTING_PYTHONS,
+    ensure_base_image,
+    ensure_python_image,
+)
 from harness.tools import require_tool, skip_or_fail
 from harness.waiting import eventually
 
@@ -64,14 +77,50 @@ class Build:
 def build_project_image(
     env: Mapping[str, str], project: Path, name: str, *build_args: str
 ) -> Build:
-    """Build `project`'s Dockerfile the way a user would, on the local base image.
+    """Build `project`'s Dockerfile the way a user would, on its own FROM lines.
 
-    `--format docker` keeps the HEALTHCHECK; the CA bundle is mounted so pip
-    reaches PyPI (see containers.py); `build_args` are extra NAME=VALUE pairs.
+    The image those lines name comes from here (stand_in_for_from_lines),
+    never from a registry (`--pull=never`); `--format docker` keeps the
+    HEALTHCHECK; the CA bundle is mounted so pip reaches PyPI (podman.py);
+    `build_args` are extra NAME=VALUE pairs. A lock per Python keeps two
+    builds from retagging that name under each other.
     """
+    dockerfile = project / "Dockerfile"
+    with contextlib.ExitStack() as locks:
+        for python in sorted(set(PYTHON_FROM.findall(dockerfile.read_text()))):
+            locks.enter_context(_file_lock(cache_root() / f"python-{python}-official-tag.lock"))
+        stand_in_for_from_lines(env, dockerfile)
+        return _build(env, project, name, *build_args)
+
+
+#: The official python image a Dockerfile's FROM line names: its Python version.
+PYTHON_FROM = re.compile(r"^FROM\s+(?:docker\.io/library/)?python:(\d+\.\d+)-slim", re.MULTILINE)
+
+
+def stand_in_for_from_lines(env: Mapping[str, str], dockerfile: Path) -> None:
+    """Give the local stand-ins the names the Dockerfile's FROM lines use.
+
+    The generated Dockerfile names the real image (python:3.14-slim-trixie) so
+    that Dependabot can bump it; no registry is reachable here, so the stand-in
+    for that Python takes the name (docker.io/library/..., as podman resolves a
+    short name): Debian 12's base for its Python, a Debian-testing one for the
+    newer Pythons.
+    """
+    for python in set(PYTHON_FROM.findall(dockerfile.read_text())):
+        if python == BASE_PYTHON:
+            base = ensure_base_image(env)
+            run_podman(env, "tag", base, f"docker.io/library/python:{python}-slim-trixie")
+        elif python in TESTING_PYTHONS:
+            ensure_python_image(env, python)
+        else:
+            raise ValueError(
+                f"no stand-in for python:{python} (have {BASE_PYTHON}, {TESTING_PYTHONS})"
+            )
+
+
+def _build(env: Mapping[str, str], project: Path, name: str, *build_args: str) -> Build:
     tag = f"{IMAGE_REPO}:{name}"
     iidfile = project.parent / f".iid-{name}-{uuid.uuid4().hex[:8]}"
-    stand_in_for_from_lines(env, project / "Dockerfile")
     args = ["--pull=never"]
     for pair in build_args:
         args += ["--build-arg", pair]
@@ -98,24 +147,104 @@ def build_project_image(
     return Build(image=image, tag=tag, context=project, output=output, seconds=seconds)
 
 
-#: A Dockerfile's FROM line: the image, then maybe "AS stage".
-FROM_LINE = re.compile(
-    r"^FROM\s+(?:--platform=\S+\s+)?(?P<image>\S+)", re.MULTILINE | re.IGNORECASE
+#: The generated project's CI steps that depend on the Python (its workflow
+#: also runs pre-commit, whose hooks are the same ruff): the locked install,
+#: the type check, lint and format, the suite with its coverage floor.
+PROJECT_CI_STEPS = (
+    "uv sync --locked",
+    "uv run --no-sync mypy",
+    "uv run --no-sync ruff check .",
+    "uv run --no-sync ruff format --check .",
+    "uv run --no-sync pytest --cov -q -p no:cacheprovider",
 )
 
 
-def stand_in_for_from_lines(env: Mapping[str, str], dockerfile: Path) -> None:
-    """Give the local base image every name the Dockerfile's FROM lines use.
+#: What uv says at length when a package has no wheel for the Python (and may not build).
+NO_WHEEL = r"\1 has no wheel for this Python"
 
-    The generated Dockerfile names the real image (python:3.14-slim-trixie) so
-    that Dependabot can bump it; no registry is reachable here, so the local
-    stand-in takes that name (docker.io/library/... as podman resolves a short
-    name) and the build runs with --pull=never.
+#: The first line that says why a run failed: uv's error, then a Python exception.
+FAILURE = (
+    re.compile(r"^error: (.+)$", flags=re.MULTILINE),
+    re.compile(r"^(?:E\s+)*(\w+Error: .+)$", flags=re.MULTILINE),
+)
+
+
+@dataclass
+class Run:
+    """A shell script run in a container: its exit code, output and duration."""
+
+    returncode: int
+    output: str
+    seconds: float
+
+    def why(self, width: int = 90) -> str:
+        """Why it failed, in one line of at most `width` characters ("" if it passed)."""
+        if self.returncode == 0:
+            return ""
+        for pattern in FAILURE:
+            match = pattern.search(self.output)
+            if match:
+                line = re.sub(r" @ registry\+\S+`", "`", match[1])  # where from: PyPI
+                line = re.sub(r"^Distribution (`\S+`) can't be installed .*", NO_WHEEL, line)
+                return textwrap.shorten(line, width, placeholder="...")
+        return f"exit {self.returncode}"
+
+
+def run_project_ci(
+    env: Mapping[str, str], image: str, project: Path, uv_version: str, *before: str
+) -> Run:
+    """Run `project`'s CI steps in `image`, as its workflow does on a fresh runner.
+
+    The image's `python` is the runner's setup-python; uv comes from PyPI
+    with pip, and never downloads a Python. `before` are commands to run
+    first (`uv lock --upgrade`). The project is copied in, so the lock
+    they write stays in the container. The environment is clean: the
+    image's, the proxy variables podman passes on, and the host's CA bundle
+    in the image's store (pip and uv read no other on Python 3.13+).
+    Packages install from wheels only, as in the slim image (no compiler):
+    a package without a wheel for this Python fails to install, instead of
+    building for minutes or fetching a toolchain from outside PyPI.
+    Downloads are cached between runs outside the clone.
     """
-    base = ensure_base_image(env)
-    for image in FROM_LINE.findall(dockerfile.read_text()):
-        if "/" not in image.split(":")[0]:
-            run_podman(env, "tag", base, f"docker.io/library/{image}")
+    downloads = cache_root() / "testing-downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    script = " && ".join(
+        (
+            "cp -a /project /work",
+            "cd /work",
+            f'python -m pip install -q --root-user-action=ignore "uv=={uv_version}"',
+            *before,
+            *PROJECT_CI_STEPS,
+        )
+    )
+    started = time.monotonic()
+    proc = run_podman(
+        env,
+        "run",
+        "--rm",
+        "--pull=never",
+        "-v",
+        f"{project}:/project:ro",
+        "-v",
+        ca_bundle_volume(),
+        "-v",
+        f"{downloads}:/root/.cache",
+        "-e",
+        "UV_PYTHON_DOWNLOADS=never",
+        "-e",
+        "UV_NO_BUILD=1",
+        "-e",
+        "UV_PROJECT_ENVIRONMENT=/venv",
+        "-e",
+        f"SSL_CERT_FILE={CONTAINER_CA_BUNDLE}",
+        image,
+        "sh",
+        "-exc",
+        script,
+        check=False,
+        timeout=1200,
+    )
+    return Run(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
 
 
 def image_megabytes(env: Mapping[str, str], ref: str) -> float:

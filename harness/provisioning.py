@@ -59,6 +59,16 @@ SLIM_EXCLUDES = (
 #: Bump when the recipe below changes in a way the cache key cannot see.
 BASE_RECIPE_VERSION = 3
 
+#: Debian's testing suite, for the Pythons Debian 12 lacks (python_version
+#: answers above BASE_PYTHON). One root holds them all; ``ensure_python_image``
+#: makes one image per Python from it, named like the official image.
+TESTING_SUITE = "testing"
+TESTING_PYTHONS = ("3.14", "3.15")
+TESTING_PACKAGES = (*(f"python{version}-venv" for version in TESTING_PYTHONS), "ca-certificates")
+
+#: What each suite's root holds on top of minbase.
+SUITE_PACKAGES = {DEBIAN_SUITE: BASE_PACKAGES, TESTING_SUITE: TESTING_PACKAGES}
+
 #: Used when apt's sources name no mirror for DEBIAN_SUITE (e.g. Ubuntu hosts).
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 
@@ -157,21 +167,25 @@ def _dpkg_arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 
 
-def base_image_key() -> str:
+def base_image_key(suite: str = DEBIAN_SUITE) -> str:
     """Cache key of the base image recipe (not of the mirror: same content)."""
-    recipe = json.dumps(
-        [BASE_RECIPE_VERSION, DEBIAN_SUITE, sorted(BASE_PACKAGES), BASE_IMAGE_CHANGES, _dpkg_arch()]
-    )
+    packages = sorted(SUITE_PACKAGES[suite])
+    recipe = json.dumps([BASE_RECIPE_VERSION, suite, packages, BASE_IMAGE_CHANGES, _dpkg_arch()])
     return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
-def base_image_ref() -> str:
+def base_image_ref(suite: str = DEBIAN_SUITE) -> str:
     """Local reference of the base image (``localhost/`` = never pulled)."""
-    return f"localhost/copier-flask-python:{DEBIAN_SUITE}-{base_image_key()}"
+    return f"localhost/copier-flask-python:{suite}-{base_image_key(suite)}"
 
 
-def base_rootfs_tarball() -> Path:
-    return cache_root() / f"base-rootfs-{base_image_key()}.tar"
+def _tarball_prefix(suite: str) -> str:
+    # Debian 12's keeps the name it always had, so existing caches stay valid.
+    return "base-rootfs-" if suite == DEBIAN_SUITE else f"base-rootfs-{suite}-"
+
+
+def base_rootfs_tarball(suite: str = DEBIAN_SUITE) -> Path:
+    return cache_root() / f"{_tarball_prefix(suite)}{base_image_key(suite)}.tar"
 
 
 def _run_checked(cmd: list[str], timeout: float) -> None:
@@ -180,7 +194,7 @@ def _run_checked(cmd: list[str], timeout: float) -> None:
         raise RuntimeError(_format_failure(proc, " ".join(cmd)))
 
 
-def _make_python_like_official_image(rootfs: Path) -> None:
+def _make_python_like_official_image(rootfs: Path, suite: str = DEBIAN_SUITE) -> None:
     """Adjust a debootstrapped rootfs to behave like the python:3.x image."""
     # PEP 668: Debian marks its python "externally managed", which makes
     # `pip install` (no venv) fail in Dockerfiles written for python:3.x.
@@ -195,13 +209,20 @@ def _make_python_like_official_image(rootfs: Path) -> None:
     # pip in /usr/local, installed by pip as the official image has it (Debian
     # disables ensurepip for its python), from the wheels python3-venv ships:
     # no network, and a RECORD file, so that `pip uninstall` works.
-    install_pip = (
-        "set -- /usr/share/python-wheels/pip-*.whl"
-        ' && python3 "$1/pip" install --no-index'
-        " --find-links=/usr/share/python-wheels --root-user-action=ignore"
-        " --disable-pip-version-check --no-cache-dir pip setuptools"
-    )
-    _run_checked(["chroot", str(rootfs), "sh", "-c", install_pip], timeout=300)
+    # Debian 12's python3 as before; in testing every Python gets its own pip
+    # and, like python:3.12 and later, no setuptools.
+    if suite == DEBIAN_SUITE:
+        pips = {"python3": "pip setuptools"}
+    else:
+        pips = {f"python{version}": "pip" for version in TESTING_PYTHONS}
+    for python, packages in pips.items():
+        install_pip = (
+            "set -- /usr/share/python-wheels/pip-*.whl"
+            f' && {python} "$1/pip" install --no-index'
+            " --find-links=/usr/share/python-wheels --root-user-action=ignore"
+            f" --disable-pip-version-check --no-cache-dir {packages}"
+        )
+        _run_checked(["chroot", str(rootfs), "sh", "-c", install_pip], timeout=300)
 
     # Keep the image small like debian:*-slim (which python:*-slim builds
     # on): no docs except copyright notices, no man pages, no translations,
@@ -256,8 +277,8 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _build_base_tarball(tarball: Path) -> None:
-    """debootstrap a minimal Debian with Python and tar it to ``tarball``."""
+def _build_base_tarball(tarball: Path, suite: str = DEBIAN_SUITE) -> None:
+    """debootstrap a minimal Debian ``suite`` with Python and tar it to ``tarball``."""
     tarball.parent.mkdir(parents=True, exist_ok=True)
     # Build next to the cache (same filesystem) and rename at the end, so an
     # interrupted run never leaves a truncated tarball that looks complete.
@@ -266,15 +287,16 @@ def _build_base_tarball(tarball: Path) -> None:
         cmd = [
             "debootstrap",
             "--variant=minbase",
-            f"--include={','.join(BASE_PACKAGES)}",
+            f"--include={','.join(SUITE_PACKAGES[suite])}",
             f"--arch={_dpkg_arch()}",
         ]
         keyring = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
         if keyring.is_file():
             cmd.append(f"--keyring={keyring}")
-        cmd += [DEBIAN_SUITE, str(rootfs), debian_mirror()]
+        # testing comes from the mirror that serves Debian 12 (apt names no testing).
+        cmd += [suite, str(rootfs), debian_mirror()]
         _run_checked(cmd, timeout=1800)
-        _make_python_like_official_image(rootfs)
+        _make_python_like_official_image(rootfs, suite)
         partial = Path(tmp) / "rootfs.tar"
         # --numeric-owner: the host's user names must not remap the image's
         # ids. /dev, /proc, /sys are provided by the runtime; debootstrap's
@@ -296,7 +318,7 @@ def _build_base_tarball(tarball: Path) -> None:
         )
         os.replace(partial, tarball)
     # Tarballs of older recipes would otherwise pile up (150+ MB each).
-    for stale in tarball.parent.glob("base-rootfs-*.tar"):
+    for stale in tarball.parent.glob(f"{_tarball_prefix(suite)}{'?' * 12}.tar"):
         if stale != tarball:
             stale.unlink(missing_ok=True)
 
@@ -305,7 +327,24 @@ def _image_exists(env: Mapping[str, str], ref: str) -> bool:
     return run_podman(env, "image", "exists", ref, check=False, timeout=120).returncode == 0
 
 
-def ensure_base_image(env: Mapping[str, str]) -> str:
+def ensure_base_tarball(suite: str = DEBIAN_SUITE) -> Path:
+    """The cached rootfs tarball of ``suite``; debootstrapped first if missing.
+
+    The tarball lives outside the clone (``cache_root()``) and is made once:
+    about a minute of debootstrap, then reused by every run and worker (a file
+    lock makes the others wait for the one that builds it). Delete it to pick
+    up what the suite publishes since (for testing: new Python point releases).
+    """
+    tarball = base_rootfs_tarball(suite)
+    if tarball.is_file():
+        return tarball
+    with _file_lock(cache_root() / f"base-{base_image_key(suite)}.lock"):
+        if not tarball.is_file():
+            _build_base_tarball(tarball, suite)
+    return tarball
+
+
+def ensure_base_image(env: Mapping[str, str], suite: str = DEBIAN_SUITE) -> str:
     """Make sure the Python base image exists in ``env``'s storage; return its ref.
 
     Project builds give it the name of their Dockerfile's FROM lines
@@ -317,17 +356,54 @@ def ensure_base_image(env: Mapping[str, str]) -> str:
     To refresh (e.g. for Debian security updates) delete the tarball and
     ``podman rmi`` the image, or bump BASE_RECIPE_VERSION.
     """
-    ref = base_image_ref()
+    ref = base_image_ref(suite)
     if _image_exists(env, ref):  # fast path, no lock needed to read
         return ref
-    tarball = base_rootfs_tarball()
-    with _file_lock(cache_root() / f"base-{base_image_key()}.lock"):
+    tarball = ensure_base_tarball(suite)
+    with _file_lock(cache_root() / f"base-{base_image_key(suite)}.lock"):
         if _image_exists(env, ref):  # another worker made it meanwhile
             return ref
-        if not tarball.is_file():
-            _build_base_tarball(tarball)
         changes = [arg for change in BASE_IMAGE_CHANGES for arg in ("--change", change)]
         run_podman(env, "import", *changes, str(tarball), ref, timeout=600)
+    return ref
+
+
+def official_python_image(python: str) -> str:
+    """The image the generated Dockerfile names for ``python`` (its FROM line)."""
+    return f"docker.io/library/python:{python}-slim-trixie"
+
+
+def ensure_python_image(env: Mapping[str, str], python: str) -> str:
+    """A stand-in for python:``python``-slim-trixie from Debian testing; its ref.
+
+    The testing base with ``python``, ``python3`` and ``pip`` on PATH meaning
+    that Python, as in the official image. Built once per storage (a few
+    seconds, no network). Also tagged with the official name, so a Dockerfile
+    that names it builds with ``--pull=never`` and no registry: that tag is
+    shared by the storage's users, so take it from here again right before a
+    build and check the Python of what was built.
+    """
+    if python not in TESTING_PYTHONS:
+        raise ValueError(f"Debian testing offers Python {', '.join(TESTING_PYTHONS)}, not {python}")
+    base = ensure_base_image(env, TESTING_SUITE)
+    ref = f"localhost/copier-flask-python:{python}-{base_image_key(TESTING_SUITE)}"
+    with _file_lock(cache_root() / f"python-{python}-image.lock"):
+        if not _image_exists(env, ref):
+            context = Path(env["TMPDIR"]) / f"python-{python}-{os.getpid()}"
+            context.mkdir(parents=True, exist_ok=True)
+            links = " && ".join(
+                f"ln -sf {target} /usr/local/bin/{name}"
+                for name, target in (
+                    ("python", f"/usr/bin/python{python}"),
+                    ("python3", f"/usr/bin/python{python}"),
+                    ("pip", f"pip{python}"),
+                    ("pip3", f"pip{python}"),
+                )
+            )
+            (context / "Containerfile").write_text(f"FROM {base}\nRUN {links}\n")
+            run_podman(env, "build", "--pull=never", "--format", "docker", "-t", ref, str(context))
+            shutil.rmtree(context, ignore_errors=True)
+        run_podman(env, "tag", ref, official_python_image(python))
     return ref
 
 
@@ -344,18 +420,17 @@ def ensure_derived_image(
     reaches the base image's Debian mirror. A file lock keeps pytest-xdist
     workers from racing.
     """
-    assert suite == DEBIAN_SUITE, f"no base image for {suite}"
     recipe = hashlib.sha256(dockerfile.encode()).hexdigest()[:8]
-    ref = f"localhost/copier-flask-{name}:{suite}-{base_image_key()}-{recipe}"
+    ref = f"localhost/copier-flask-{name}:{suite}-{base_image_key(suite)}-{recipe}"
     if _image_exists(env, ref):
         return ref
-    with _file_lock(cache_root() / f"{name}-image.lock"):
+    with _file_lock(cache_root() / f"{name}-{suite}-image.lock"):
         if _image_exists(env, ref):
             return ref
         context = Path(env["TMPDIR"]) / f"{name}-image-{uuid.uuid4().hex[:8]}"
         context.mkdir(parents=True)
         (context / "Dockerfile").write_text(dockerfile)
-        base = ensure_base_image(env)
+        base = ensure_base_image(env, suite)
         build = ["build", "--format", "docker", "--build-arg", f"BASE_IMAGE={base}"]
         run_podman(env, *build, "-t", ref, str(context), timeout=900)
     return ref

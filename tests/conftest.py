@@ -26,7 +26,7 @@ from harness.venvs import run_env as project_run_env
 
 TESTS = Path(__file__).resolve().parent
 # Each folder of tests/ is a marker (pyproject.toml describes them).
-TIERS = ("quick", "live", "container", "update", "resilience", "as_printed")
+TIERS = ("quick", "live", "container", "update", "resilience", "as_printed", "time_travel")
 
 
 @pytest.fixture(scope="session")
@@ -71,9 +71,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         figures.clear()
 
 
+# Rows that tests record under these names, printed as one table each.
 TABLES = {
-    "fleet_row": "fleet update 1.0.0 -> 2.0.0",  # tests/test_fleet.py
-    "as_printed_row": "every command as printed",  # tests/test_as_printed.py
+    "fleet_row": "fleet update 1.0.0 -> 2.0.0",  # tests/update/test_fleet.py
+    "as_printed_row": "every command as printed",  # tests/as_printed/
+    "python_row": "the generated project on each Python",  # tests/container/test_pythons.py
+    "time_travel_row": "time travel",  # tests/time_travel/
 }
 
 

@@ -214,7 +214,7 @@ def test_gunicorn_config_reads_at_a_glance(default_project: Path) -> None:
     assert len(settings) >= 20
 
 
-@pytest.mark.parametrize("python_version", ["3.11", "3.12", "3.13", "3.14"])
+@pytest.mark.parametrize("python_version", ["3.11", "3.12", "3.13", "3.14", "3.15"])
 def test_python_version_reaches_every_place(
     default_project: Path, copie: Any, python_version: str
 ) -> None:
