@@ -130,10 +130,16 @@ def gunicorn_stack(
 
 @contextmanager
 def nginx_stack(
-    command: list[str], project: Path, env: Mapping[str, str], work: Path
+    command: list[str],
+    project: Path,
+    env: Mapping[str, str],
+    work: Path,
+    debian_setup: str | None = None,
 ) -> Iterator[Stack]:
-    """The project's nginx config in front of gunicorn on a unix socket."""
-    from tests.helpers.nginx import localize, running_nginx, short_tempdir
+    """The project's nginx config in front of gunicorn on a unix socket. With
+    `debian_setup` (shell lines, maybe none), under Debian's own nginx.conf as
+    they leave it (tests/helpers/nginx.py: use_debian_main_conf)."""
+    from tests.helpers.nginx import localize, running_nginx, short_tempdir, use_debian_main_conf
 
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     sockets = short_tempdir()
@@ -141,6 +147,8 @@ def nginx_stack(
     site = localize(
         project, work, answers["project_slug"], port=free_port(), upstream=f"unix:{sock}"
     )
+    if debian_setup is not None:
+        use_debian_main_conf(site, answers["project_slug"], debian_setup)
     # The socket, in the variable whichever server the project runs reads.
     bind = {"GUNICORN_BIND": f"unix:{sock}", "GRANIAN_UDS": str(sock)}
     # gunicorn's access log is off by default behind nginx; the tests read it.
