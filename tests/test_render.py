@@ -56,6 +56,7 @@ CONDITIONAL_FILES = {
     "Procfile": "with_procfile",
     "deploy/nginx/demo-shop.conf": "with_nginx",
     "deploy/nginx/include/site.conf": "with_nginx",
+    "deploy/nginx/main-context.conf": "with_nginx",
     "deploy/systemd/demo-shop.service": "with_nginx",
     "deploy/k8s/deployment.yaml": "with_k8s",
 }
