@@ -86,6 +86,18 @@ def raw_answer(port: int, data: bytes, timeout: float = 5) -> bytes:
     return answer
 
 
+def dechunk(body: bytes) -> bytes:
+    """A chunked body (Transfer-Encoding: chunked) as one."""
+    whole = b""
+    while body:
+        size, _, body = body.partition(b"\r\n")
+        length = int(size.split(b";")[0], 16)
+        if length == 0:
+            break
+        whole, body = whole + body[:length], body[length + 2 :]
+    return whole
+
+
 def request(
     stack: Stack, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
 ) -> tuple[int, dict[str, str], bytes]:
@@ -173,6 +185,27 @@ def test_no_version_on_answers_before_a_site_is_chosen(host: Stack, raw: bytes) 
         assert re.search(rb"(?im)^server: nginx\r$", answer), answer[:300]
 
 
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        pytest.param(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n", b"414", id="9kB-uri"),
+        pytest.param(b"GET / HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n", b"400", id="9kB-hdr"),
+        pytest.param(b"GET / HTTP/1.1\r\nX\x01: a\r\nBad header\r\n", b"400", id="malformed"),
+    ],
+)
+def test_requests_past_nginxs_limits_get_the_sites_page_with_the_id(
+    host: Stack, raw: bytes, status: bytes
+) -> None:
+    answer = raw_answer(host.port, raw + f"Host: {host.host}\r\n\r\n".encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 " + status), answer[:300]
+    if re.search(rb"(?im)^transfer-encoding: chunked", head):
+        body = dechunk(body)
+    found = re.search(rb"(?im)^x-request-id: ([0-9a-f]{32})\r?$", head)
+    assert found and b"<code>" + found.group(1) + b"</code>" in body, answer[:400]
+    assert b"nginx" not in body, "the site's page, not nginx's"
+
+
 # -- deep JSON -------------------------------------------------------------------------
 
 
@@ -214,7 +247,7 @@ def test_a_control_character_in_a_header_gets_the_sites_page(host: Stack) -> Non
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
     assert b"gunicorn" not in answer.lower() and b"style.css?v=" in body, answer[:300]
-    found = re.search(rb"(?im)^x-request-id: ([0-9a-f]{32})\r$", head)
+    found = re.search(rb"(?im)^x-request-id: ([0-9a-f]{32})\r?$", head)
     assert found and found.group(1) in body, answer[:300]
     time.sleep(0.5)
     assert found.group(1).decode() in host.gunicorn.output(), "the refusal is logged with its id"
