@@ -342,7 +342,7 @@ def test_shcheck_finds_nothing_missing_but_our_departures(host: Stack, path: str
     shcheck = auditor("shcheck.py", SHCHECK_PIN)
     url = f"http://{LOOPBACK}:{host.port}{path}"
     audit = subprocess.run(
-        [shcheck, "-j", "-g", "-i", "-a", f"Host: {host.host}", url],
+        [shcheck, "-j", "-g", "-i", "-k", "-a", f"Host: {host.host}", url],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     print(f"shcheck on {path}:\n{audit.stdout}{audit.stderr}")
