@@ -206,9 +206,9 @@ def test_behind_nginx_on_a_unix_socket(
     with nginx_stack(LAUNCH, project, settings, tmp_path) as stack:
         headers = {"Host": stack.host or ""}
         assert http_get(stack.port, "/healthz", headers).status == 200
-        static = http_get(stack.port, "/static/style.css", headers)
+        static = http_get(stack.port, "/static/style.css?v=0123456789ab", headers)
         assert static.status == 200
-        assert "max-age" in static.headers["cache-control"]
+        assert "max-age=31536000" in static.headers["cache-control"]
         assert "granian" not in static.headers.get("server", "")
         log = stack.gunicorn.output()
     assert "GET /healthz" in log
