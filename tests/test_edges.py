@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.helpers.nginx import sample_requests
-from tests.helpers.project_env import CACHE
+from tests.helpers.project_env import CACHE, project_venv
 from tests.helpers.render import render
 from tests.helpers.servers import LOOPBACK
 from tests.helpers.stack import Stack, gunicorn_stack, nginx_stack, project_env
@@ -46,8 +46,6 @@ def project(copie_session: Any) -> Path:
 
 @pytest.fixture(scope="module")
 def venv_bin(project: Path) -> Path:
-    from tests.helpers.project_env import project_venv
-
     return project_venv(project)
 
 
