@@ -16,6 +16,7 @@ packages=(
   openssl      # a throwaway certificate for the TLS test
   systemd      # systemd-analyze verifies the generated unit
   wrk          # the benchmark's load generator (and its smoke test)
+  slowhttptest # the connection-flood test of the host's nginx (test_edges.py)
   chromium chromium-driver fonts-dejavu-core  # the pages in a real browser (selenium)
   curl         # the generated CI's deploy job asks the container with it (test_self_guard.py)
 )

@@ -150,6 +150,48 @@ def localize(
     return Site(root, prefix, port, main, access_log, error_log)
 
 
+DEBIAN_NGINX_CONF = Path("/etc/nginx/nginx.conf")
+
+
+def use_debian_main_conf(site: Site, slug: str, setup: str = "") -> None:
+    """Run the site under a copy of Debian's own /etc/nginx/nginx.conf instead of
+    the wrapper, with the site file linked into its sites-enabled as on a host.
+
+    `setup`: shell lines from the README that edit /etc/nginx, run on the copy
+    first (with /etc/nginx and /srv/<slug> pointed at the test's folders).
+    """
+    if not DEBIAN_NGINX_CONF.exists():
+        skip_or_fail(f"{DEBIAN_NGINX_CONF} is missing (apt-get install nginx)")
+    etc = site.prefix / "etc"
+    for folder in ("modules-enabled", "sites-enabled"):
+        (etc / folder).mkdir(parents=True)
+    main = etc / "nginx.conf"
+    shutil.copy(DEBIAN_NGINX_CONF, main)
+    conf = site.root / "deploy" / "nginx" / f"{slug}.conf"
+    (etc / "sites-enabled" / conf.name).symlink_to(conf)
+    if setup:
+        script = setup.replace("/etc/nginx/", f"{etc}/").replace(f"/srv/{slug}", str(site.root))
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, f"{script}\n{done.stderr}"
+    text = main.read_text()
+    # nginx_command passes user and pid itself; everything else stays Debian's.
+    text = re.sub(r"(?m)^(user|pid)\s[^;]*;\n", "", text)
+    temp_paths = "".join(f"    {n}_temp_path {site.prefix / n};\n" for n in TEMP_DIRS)
+    text = text.replace("http {\n", f"http {{\n{temp_paths}", 1)
+    for system, private in {
+        "/var/log/nginx/error.log": site.error_log,
+        "/var/log/nginx/access.log": site.access_log,
+        "/etc/nginx/modules-enabled/": etc / "modules-enabled/",
+        "/etc/nginx/sites-enabled/": etc / "sites-enabled/",
+        "/etc/nginx/conf.d/": etc / "conf.d/",
+    }.items():
+        text = text.replace(system, f"{private}/" if system.endswith("/") else str(private))
+    main.write_text(text)
+    site.main_conf = main
+
+
 def nginx_command(site: Site, *extra: str) -> list[str]:
     """nginx with the site's prefix, config and startup log; `extra` appended."""
     globals_ = f"daemon off; pid {site.pid_file};"

@@ -124,6 +124,7 @@ def serve(
     ready: str = "/healthz",
     timeout: float = 20,
     adjust_site: Callable[[nginx.Site], None] | None = None,
+    debian_setup: str | None = None,
 ) -> Iterator[Served]:
     """Serve `project` until the block ends; logs go to `work`.
 
@@ -131,13 +132,15 @@ def serve(
     another server altogether; either way PORT and HOST tell it where to listen.
     With `split_stderr`, stderr gets a file of its own (`served.process.stderr`).
     Ready means `ready` answers (any status). `adjust_site` may change the
-    localized nginx files before nginx starts (the benchmark's variants).
+    localized nginx files before nginx starts (the benchmark's variants); with
+    `debian_setup` (shell lines, maybe none) nginx runs under Debian's own
+    nginx.conf as those lines leave it (nginx.use_debian_main_conf).
     """
     command = list(command or server_command(project, app))
     work.mkdir(parents=True, exist_ok=True)
     with ExitStack() as cleanup:
         if behind_nginx:
-            proxied = _behind_nginx(project, work, env, command, timeout, adjust_site)
+            proxied = _behind_nginx(project, work, env, command, timeout, adjust_site, debian_setup)
             yield cleanup.enter_context(proxied)
             return
         port = port or free_port()
@@ -163,6 +166,7 @@ def _behind_nginx(
     command: list[str],
     timeout: float,
     adjust_site: Callable[[nginx.Site], None] | None,
+    debian_setup: str | None,
 ) -> Iterator[Served]:
     """The project's nginx config in front of its server on a unix socket."""
     recorded = answers(project)
@@ -173,6 +177,8 @@ def _behind_nginx(
     )
     if adjust_site:
         adjust_site(site)
+    if debian_setup is not None:
+        nginx.use_debian_main_conf(site, recorded["project_slug"], debian_setup)
     # The socket, in the variable whichever server the project runs reads;
     # gunicorn's access log is off by default behind nginx, and tests read it.
     env = {

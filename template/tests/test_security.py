@@ -9,6 +9,8 @@ def test_security_headers_on_every_response(client: FlaskClient) -> None:
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+        assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        assert "camera=()" in headers["Permissions-Policy"]
 
 
 def test_hsts_only_over_https(client: FlaskClient) -> None:
@@ -23,7 +25,7 @@ def test_a_form_post_needs_the_csrf_token(app: Flask) -> None:
     def form() -> str:
         if request.method == "POST":
             return f"hello {request.form['name']}"
-        # A template calls csrf_token() instead, as base.html's <meta> tag does.
+        # A template calls csrf_token() instead (base.html shows how).
         token = generate_csrf()
         return f'<form method="post"><input type="hidden" name="csrf_token" value="{token}">'
 

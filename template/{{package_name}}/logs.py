@@ -111,13 +111,21 @@ def config_dict(level: str, format_: str, access_log: bool = True) -> dict[str, 
     }
 
 
-# Hand-written rather than a dependency (python-json-logger): a dozen lines of
-# json.dumps, the same fields on every line, and the server can load it alone.
+# The attributes every LogRecord has; any other came from `extra=`.
+RECORD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+
+
+# Hand-written rather than a dependency (python-json-logger): a few lines of
+# json.dumps, and the server's main process loads this file alone, by path.
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for container and Kubernetes log collectors."""
+    """One JSON object per line, for container and Kubernetes log collectors.
+
+    `extra=` fields become fields of their own (`log.info("paid", extra={"order": 42})`),
+    and so do a traceback (`exception`) and `stack_info=True` (`stack`).
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -125,9 +133,30 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
         }
+        if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
+            entry.update(gunicorn_access_fields(record.args))
+        for name, value in vars(record).items():
+            if name not in RECORD_ATTRIBUTES and name not in entry:
+                entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        # default=str: an `extra` value JSON cannot hold (a date, a Decimal) as text.
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def gunicorn_access_fields(atoms: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an access line, from gunicorn's atoms (its access_log_format names)."""
+    query = atoms.get("q") or ""
+    sent = atoms.get("B")
+    return {
+        "method": atoms.get("m"),
+        "path": str(atoms.get("U")) + (f"?{query}" if query and query != "-" else ""),
+        "status": int(atoms.get("s") or 0),
+        "bytes": sent if isinstance(sent, int) else 0,
+        "duration_ms": round(int(atoms.get("D") or 0) / 1000, 1),
+    }
 
 
 class RequestIdFilter(logging.Filter):
@@ -184,20 +213,28 @@ class AccessLog:
 
         body = self.wsgi_app(environ, noting_start_response)
         query = environ.get("QUERY_STRING")
-        line = " ".join(
-            [
-                environ.get("REQUEST_METHOD", "-"),
-                environ.get("PATH_INFO", "") + (f"?{query}" if query else ""),
-                environ.get("SERVER_PROTOCOL", "-"),
-            ]
-        )
+        method = environ.get("REQUEST_METHOD", "-")
+        path = environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+        status, length = answered
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
         self.logger.info(
-            '%s "%s" %s %s %.0fms',
+            '%s "%s %s %s" %s %s %.0fms',
             environ.get("REMOTE_ADDR", "-"),
-            line,
-            *answered,
-            (time.perf_counter() - started) * 1000,
-            extra={"request_id": environ.get("app.request_id", "-")},
+            method,
+            path,
+            environ.get("SERVER_PROTOCOL", "-"),
+            status,
+            length,
+            duration_ms,
+            # Fields of their own in JSON lines, as gunicorn's (gunicorn_access_fields).
+            extra={
+                "request_id": environ.get("app.request_id", "-"),
+                "method": method,
+                "path": path,
+                "status": int(status) if status.isdigit() else 0,
+                "bytes": int(length) if length.isdigit() else 0,
+                "duration_ms": duration_ms,
+            },
         )
         return body
 

@@ -63,8 +63,9 @@ def test_compose_stack_serves_through_nginx(
         # The app's own security headers (security.py) pass through nginx.
         assert "frame-ancestors 'none'" in reply.headers["content-security-policy"]
         # Static files come from nginx (the mounted static folder), with its headers.
-        css = http_get(port, "/static/style.css", headers={"Host": "example.com"})
-        assert css.status == 200 and "max-age" in css.headers.get("cache-control", "")
+        # A versioned URL, as the pages link it: kept for a year.
+        css = http_get(port, "/static/style.css?v=0123456789ab", headers={"Host": "example.com"})
+        assert css.status == 200 and "max-age=31536000" in css.headers.get("cache-control", "")
         assert css.headers["x-frame-options"] == "DENY"
 
         # A newcomer's first look, http://localhost:PORT/ (a browser sends the

@@ -166,9 +166,9 @@ def test_behind_nginx_on_a_unix_socket(
 ) -> None:
     with serve(project, tmp_path, env(FLASK_SECRET_KEY=SECRET), behind_nginx=True) as stack:
         assert stack.get("/healthz").status == 200
-        static = stack.get("/static/style.css")
+        static = stack.get("/static/style.css?v=0123456789ab")
         assert static.status == 200
-        assert "max-age" in static.headers["cache-control"]
+        assert "max-age=31536000" in static.headers["cache-control"]
         assert "granian" not in static.headers.get("server", "")
         granian_log = stack.output()
     assert "GET /healthz" in granian_log
