@@ -545,7 +545,7 @@ def https_request(port: int, path: str, server_name: str, cafile: Path) -> tuple
 
 
 def test_tls_lines_work_once_switched_on(stack: Stack, live_project: Path, tmp_path: Path) -> None:
-    """The commented TLS block, switched on as its comments say, with a
+    """HTTPS switched on as the README tells a host to (include/https.conf), with a
     throwaway certificate: the app then sees https, by X-Forwarded-Proto alone."""
     site = localize(live_project, tmp_path, SLUG, port=free_port(), upstream=f"unix:{stack.sock}")
     tls_port = free_port()

@@ -1,19 +1,25 @@
-"""Watching the generated app: Prometheus metrics over several workers, error reports.
+"""Watching the generated app (metrics, error reports) and HTTPS in compose.
 
 Each test serves a copy of a rendered project with its own launcher
 (gunicorn.conf.py or run_granian.py), on loopback, in production mode, with a
-test-only entry point (probe_wsgi.py) that adds a route that raises and one
-that tells which optional modules its worker has loaded. Error reports go to a
-stand-in for Sentry's ingest endpoint: a small HTTP server on 127.0.0.1 that
-keeps every envelope it is sent.
+test-only entry point (probe_wsgi.py) that adds a route that raises, one that
+tells which optional modules its worker has loaded, and a CSRF-protected form.
+Error reports go to a stand-in for Sentry's ingest endpoint: a small HTTP
+server on 127.0.0.1 that keeps every envelope it is sent. HTTPS runs the
+compose stack's nginx config directly (tests/helpers/nginx.py), with the
+mounts compose.https.yaml makes and a self-signed certificate, and headless
+Chromium drives the form through it.
 """
 
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import re
 import shutil
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,14 +29,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 
+from tests.helpers.nginx import Site, localize, nginx_test, running_nginx, self_signed_cert
 from tests.helpers.project_env import project_environment, project_venv
 from tests.helpers.render import render
 from tests.helpers.servers import LOOPBACK, free_port, http_get, running
+from tests.helpers.stack import gunicorn_stack, project_env
+from tests.helpers.tools import check_jsonschema, skip_or_fail
 
 SECRET = "s" * 64
 PROBE = """\
 import sys
+
+from flask import redirect, render_template_string, request, session, url_for
 
 from wsgi import app
 
@@ -44,6 +56,24 @@ def crash():
 def loaded():
     optional = ("prometheus_client", "sentry_sdk")
     return {"loaded": [name for name in optional if name in sys.modules]}
+
+
+# A form as a project's own would be: the session's CSRF token in a hidden
+# field, and what it saves kept in the session.
+FORM = '''<!doctype html><title>Form</title>
+<p id="saved">{{ session.get("name", "") }}</p>
+<form method="post">
+  <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+  <input name="name" id="name"><button id="send">Send</button>
+</form>'''
+
+
+@app.route("/_probe/form", methods=["GET", "POST"])
+def form():
+    if request.method == "POST":
+        session["name"] = request.form["name"]
+        return redirect(url_for("form"))
+    return render_template_string(FORM)
 """
 LAUNCH = {
     "gunicorn": ["gunicorn", "-c", "gunicorn.conf.py", "probe_wsgi:app"],
@@ -256,3 +286,142 @@ def test_without_a_dsn_nothing_is_sent_or_loaded(
         assert json.loads(http_get(port, "/_probe/loaded").body) == {"loaded": []}
         time.sleep(2)  # what a report would have taken to arrive
     assert ingest.envelopes == []
+
+
+# -- HTTPS in compose ---------------------------------------------------------------
+
+SLUG, DOMAIN = "demo-shop", "shop.example.com"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def default(value: str) -> str:
+    """A compose value with its ${VARIABLE:-default}s filled in, as with an empty .env."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def mount_as_compose_https_does(project: Path, site: Site, cert: Path, key: Path) -> None:
+    """Do what compose.https.yaml's volumes do for the nginx container, in the
+    localized copy: include/https.conf where site.conf looks for it, and this
+    test's certificate where https.conf looks for Let's Encrypt's."""
+    nginx = yaml.safe_load((project / "compose.https.yaml").read_text())["services"]["nginx"]
+    assert [default(p).rsplit(":", 1)[1] for p in nginx["ports"]] == ["443"]
+    mounts = {}
+    for volume in nginx["volumes"]:
+        source, target, mode = default(volume).split(":")
+        assert mode == "ro", volume
+        mounts[target] = source
+    # The certificates: a folder laid out as certbot's.
+    letsencrypt = site.prefix / "letsencrypt"
+    live = letsencrypt / "live" / DOMAIN
+    live.mkdir(parents=True)
+    shutil.copy(cert, live / "fullchain.pem")
+    shutil.copy(key, live / "privkey.pem")
+    assert mounts.pop("/etc/letsencrypt") == "/etc/letsencrypt", "certbot's folder by default"
+    # https.conf, at the path site.conf includes (which localize moved to the prefix).
+    [(target, source)] = mounts.items()
+    assert target == f"/etc/nginx/{SLUG}-https.conf"
+    text = (site.root / source).read_text().replace("/etc/letsencrypt", str(letsencrypt))
+    (site.prefix / f"{SLUG}-https.conf").write_text(text)
+
+
+@pytest.mark.quick
+def test_compose_https_matches_the_compose_spec(default_project: Path) -> None:
+    result = check_jsonschema(default_project, "vendor.compose-spec", "compose.https.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def https_get(port: int, path: str, cafile: Path, headers: dict[str, str] | None = None) -> Any:
+    """GET over TLS to 127.0.0.1:`port` for DOMAIN (SNI and Host)."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection((LOOPBACK, port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=DOMAIN) as tls:
+            conn = http.client.HTTPConnection(DOMAIN)
+            conn.sock = tls  # http.client over the socket opened here
+            conn.request("GET", path, headers={"Host": DOMAIN, **(headers or {})})
+            answer = conn.getresponse()
+            return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+
+
+@pytest.fixture(scope="module")
+def https_stack(copie_session: Any, tmp_path_factory: Any) -> Iterator[tuple[Site, Path, int]]:
+    """The compose stack's nginx (deploy/nginx/nginx.conf) with compose.https.yaml's
+    mounts and a self-signed certificate, in front of gunicorn over TCP, as the
+    `web` service is reached; metrics on, to see that nginx keeps them in."""
+    work = tmp_path_factory.mktemp("https")
+    project = work / "project"
+    shutil.copytree(render(copie_session, domain=DOMAIN), project)
+    (project / "probe_wsgi.py").write_text(PROBE)
+    bindir = project_venv(project)
+    env = project_env(bindir, WEB_CONCURRENCY="2", FLASK_METRICS="true")
+    with gunicorn_stack(LAUNCH["gunicorn"], project, env, work / "logs") as app:
+        site = localize(project, work, SLUG, port=free_port(), upstream=f"{LOOPBACK}:{app.port}",
+                        container=True)  # fmt: skip
+        cert, key = self_signed_cert(work, DOMAIN)
+        mount_as_compose_https_does(project, site, cert, key)
+        checked = nginx_test(site)
+        assert checked.returncode == 0, checked.stderr
+        with running_nginx(site, DOMAIN):
+            yield site, cert, app.port
+
+
+@pytest.mark.nginx
+def test_https_in_compose_redirects_and_sends_hsts_only_over_https(
+    https_stack: tuple[Site, Path, int],
+) -> None:
+    site, cert, app_port = https_stack
+    plain = http_get(site.port, "/healthz?x=1", {"Host": DOMAIN})
+    assert (plain.status, plain.headers["location"]) == (301, f"https://{DOMAIN}/healthz?x=1")
+    assert "strict-transport-security" not in plain.headers
+    status, headers, body = https_get(site.tls_port, "/healthz", cert)
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    assert headers["strict-transport-security"].startswith("max-age=")
+    # Metrics: the app's port serves them; through the site nginx itself
+    # answers 404 (no request id: the app never saw it).
+    assert http_get(app_port, "/metrics").status == 200
+    status, headers, _ = https_get(site.tls_port, "/metrics", cert)
+    assert status == 404 and "x-request-id" not in headers
+
+
+@pytest.fixture(scope="module")
+def browser(https_stack: tuple[Site, Path, int]) -> Iterator[Any]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        skip_or_fail("chromium and chromium-driver are not installed (apt-get install ...)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    site = https_stack[0]
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    # The browser asks for https://DOMAIN/ on the standard ports, as on a real
+    # server; the resolver rules send those connections to this test's nginx.
+    rules = f"MAP {DOMAIN}:443 {LOOPBACK}:{site.tls_port}, MAP {DOMAIN}:80 {LOOPBACK}:{site.port}"
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # the tests may run as root
+        f"--host-resolver-rules={rules}",
+        "--no-proxy-server",
+        "--ignore-certificate-errors",  # the test's self-signed certificate
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(15)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.mark.nginx
+def test_the_secure_session_and_a_csrf_form_work_over_https_in_chromium(browser: Any) -> None:
+    browser.get(f"http://{DOMAIN}/_probe/form")
+    assert browser.current_url == f"https://{DOMAIN}/_probe/form"
+    browser.find_element("id", "name").send_keys("Ada")
+    browser.find_element("id", "send").click()
+    # The POST passed the CSRF check (the token's session cookie came back)
+    # and what it saved came back on the next page, from the session.
+    saved = eventually(
+        lambda: browser.find_element("id", "saved").text or None, "the saved name", 10
+    )
+    assert saved == "Ada"
+    [session] = [c for c in browser.get_cookies() if c["name"] == "session"]
+    assert session["secure"] and session["httpOnly"] and session["sameSite"] == "Lax"
