@@ -31,7 +31,14 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from tests.helpers.nginx import Site, localize, nginx_test, running_nginx, self_signed_cert
+from tests.helpers.nginx import (
+    Site,
+    gixy_issues,
+    localize,
+    nginx_test,
+    running_nginx,
+    self_signed_cert,
+)
 from tests.helpers.project_env import project_environment, project_venv
 from tests.helpers.render import render
 from tests.helpers.servers import LOOPBACK, free_port, http_get, running
@@ -360,6 +367,7 @@ def https_stack(copie_session: Any, tmp_path_factory: Any) -> Iterator[tuple[Sit
         mount_as_compose_https_does(project, site, cert, key)
         checked = nginx_test(site)
         assert checked.returncode == 0, checked.stderr
+        assert gixy_issues(site.main_conf) == [], "gixy on the HTTPS config"
         with running_nginx(site, DOMAIN):
             yield site, cert, app.port
 
