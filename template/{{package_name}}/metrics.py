@@ -29,6 +29,11 @@ REQUESTS = Counter("http_requests", "Requests answered.", LABELS)
 DURATION = Histogram("http_request_duration_seconds", "Time to answer a request.", LABELS)
 
 
+# Any other method a client makes up is counted as "other": one series each
+# would let clients grow the metrics without bound.
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
 def route() -> str:
     """The URL rule that matched ("/items/<int:item_id>"), never the raw path: one
     series per route, however many paths clients make up."""
@@ -39,12 +44,22 @@ def start_timer() -> None:
     g.metrics_started = time.perf_counter()
 
 
+# labels() checks its values on every call, which costs more than counting:
+# each series is looked up once and kept (a bounded set: routes x methods x
+# statuses). Two threads may both look one up; they get the same series.
+_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+
 def count(response: Response) -> Response:
-    labels = (request.method, route(), str(response.status_code))
-    REQUESTS.labels(*labels).inc()
+    method = request.method if request.method in METHODS else "other"
+    labels = (method, route(), str(response.status_code))
+    series = _series.get(labels)
+    if series is None:
+        series = _series[labels] = (REQUESTS.labels(*labels), DURATION.labels(*labels))
+    series[0].inc()
     started = g.get("metrics_started")
     if started is not None:
-        DURATION.labels(*labels).observe(time.perf_counter() - started)
+        series[1].observe(time.perf_counter() - started)
     return response
 
 
