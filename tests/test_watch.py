@@ -16,10 +16,12 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import os
 import re
 import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,9 +43,9 @@ from tests.helpers.nginx import (
 )
 from tests.helpers.project_env import project_environment, project_venv
 from tests.helpers.render import render
-from tests.helpers.servers import LOOPBACK, free_port, http_get, running
+from tests.helpers.servers import LOOPBACK, free_port, http_get, running, start, stop
 from tests.helpers.stack import gunicorn_stack, project_env
-from tests.helpers.tools import check_jsonschema, skip_or_fail
+from tests.helpers.tools import check_jsonschema, require_tool, skip_or_fail
 
 SECRET = "s" * 64
 PROBE = """\
@@ -306,10 +308,19 @@ def default(value: str) -> str:
     return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
 
 
-def mount_as_compose_https_does(project: Path, site: Site, cert: Path, key: Path) -> None:
+def certbot_layout(directory: Path, cert: Path, key: Path) -> Path:
+    """A folder laid out as certbot's /etc/letsencrypt, holding `cert` and `key`."""
+    live = directory / "live" / DOMAIN
+    live.mkdir(parents=True)
+    shutil.copy(cert, live / "fullchain.pem")
+    shutil.copy(key, live / "privkey.pem")
+    return directory
+
+
+def mount_as_compose_https_does(project: Path, site: Site, certificates: Path) -> None:
     """Do what compose.https.yaml's volumes do for the nginx container, in the
-    localized copy: include/https.conf where site.conf looks for it, and this
-    test's certificate where https.conf looks for Let's Encrypt's."""
+    localized copy: include/https.conf where site.conf looks for it, and
+    `certificates` (the folder TLS_CERTIFICATES names) at /etc/letsencrypt."""
     nginx = yaml.safe_load((project / "compose.https.yaml").read_text())["services"]["nginx"]
     assert [default(p).rsplit(":", 1)[1] for p in nginx["ports"]] == ["443"]
     mounts = {}
@@ -317,17 +328,11 @@ def mount_as_compose_https_does(project: Path, site: Site, cert: Path, key: Path
         source, target, mode = default(volume).split(":")
         assert mode == "ro", volume
         mounts[target] = source
-    # The certificates: a folder laid out as certbot's.
-    letsencrypt = site.prefix / "letsencrypt"
-    live = letsencrypt / "live" / DOMAIN
-    live.mkdir(parents=True)
-    shutil.copy(cert, live / "fullchain.pem")
-    shutil.copy(key, live / "privkey.pem")
     assert mounts.pop("/etc/letsencrypt") == "/etc/letsencrypt", "certbot's folder by default"
     # https.conf, at the path site.conf includes (which localize moved to the prefix).
     [(target, source)] = mounts.items()
     assert target == f"/etc/nginx/{SLUG}-https.conf"
-    text = (site.root / source).read_text().replace("/etc/letsencrypt", str(letsencrypt))
+    text = (site.root / source).read_text().replace("/etc/letsencrypt", str(certificates))
     (site.prefix / f"{SLUG}-https.conf").write_text(text)
 
 
@@ -364,7 +369,7 @@ def https_stack(copie_session: Any, tmp_path_factory: Any) -> Iterator[tuple[Sit
         site = localize(project, work, SLUG, port=free_port(), upstream=f"{LOOPBACK}:{app.port}",
                         container=True)  # fmt: skip
         cert, key = self_signed_cert(work, DOMAIN)
-        mount_as_compose_https_does(project, site, cert, key)
+        mount_as_compose_https_does(project, site, certbot_layout(work / "tls", cert, key))
         checked = nginx_test(site)
         assert checked.returncode == 0, checked.stderr
         assert gixy_issues(site.main_conf) == [], "gixy on the HTTPS config"
@@ -433,3 +438,89 @@ def test_the_secure_session_and_a_csrf_form_work_over_https_in_chromium(browser:
     assert saved == "Ada"
     [session] = [c for c in browser.get_cookies() if c["name"] == "session"]
     assert session["secure"] and session["httpOnly"] and session["sameSite"] == "Lax"
+
+
+def certbot_from_pebble(work: Path) -> tuple[Path, Path]:
+    """certbot's real flow, offline: pebble (Let's Encrypt's test server) on
+    loopback, told to pass every challenge, issues DOMAIN's certificate into a
+    folder of certbot's own. (The folder, and the root that signed the chain.)"""
+    pebble, certbot = require_tool("pebble"), require_tool("certbot")
+    # pebble's own HTTPS listener: a certificate for the address 127.0.0.1.
+    listener_cert, listener_key = work / "pebble.crt", work / "pebble.key"
+    subprocess.run(
+        [require_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(listener_key), "-out", str(listener_cert), "-subj", f"/CN={LOOPBACK}",
+         "-addext", f"subjectAltName=IP:{LOOPBACK}"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    directory, management = free_port(), free_port()
+    config = {
+        "listenAddress": f"{LOOPBACK}:{directory}",
+        "managementListenAddress": f"{LOOPBACK}:{management}",
+        "certificate": str(listener_cert),
+        "privateKey": str(listener_key),
+        "httpPort": free_port(),
+        "tlsPort": free_port(),
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": False,
+    }
+    (work / "pebble.json").write_text(json.dumps({"pebble": config}))
+    # No proxy between certbot and pebble; pebble skips validating (nothing
+    # outside could reach this machine) and never refuses a nonce on purpose.
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env |= {"PEBBLE_VA_ALWAYS_VALID": "1", "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+    server = start([pebble, "-config", str(work / "pebble.json")], work, env, work / "pebble.log")
+    try:
+        root = work / "pebble-root.pem"
+        context = ssl.create_default_context(cafile=str(listener_cert))
+
+        def root_served() -> bytes | None:
+            try:
+                with socket.create_connection((LOOPBACK, management), timeout=2) as raw:
+                    with context.wrap_socket(raw, server_hostname=LOOPBACK) as tls:
+                        conn = http.client.HTTPConnection(LOOPBACK)
+                        conn.sock = tls
+                        conn.request("GET", "/roots/0")
+                        return conn.getresponse().read() or None
+            except OSError:
+                return None
+
+        root.write_bytes(eventually(root_served, "pebble's root certificate", 15))
+        letsencrypt = work / "letsencrypt"
+        issued = subprocess.run(
+            [certbot, "certonly", "--standalone", "--non-interactive", "--agree-tos",
+             "--register-unsafely-without-email", "--server",
+             f"https://{LOOPBACK}:{directory}/dir", "-d", DOMAIN,
+             "--http-01-address", LOOPBACK, "--http-01-port", str(free_port()),
+             "--config-dir", str(letsencrypt), "--work-dir", str(work / "certbot-work"),
+             "--logs-dir", str(work / "certbot-logs")],
+            env=env | {"REQUESTS_CA_BUNDLE": str(listener_cert)},
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert issued.returncode == 0, issued.stdout + issued.stderr + server.output()
+    finally:
+        stop(server)
+    # certbot's live/ holds links into archive/: why compose mounts the whole folder.
+    assert (letsencrypt / "live" / DOMAIN / "fullchain.pem").is_symlink()
+    return letsencrypt, root
+
+
+@pytest.mark.nginx
+def test_a_certificate_from_certbot_serves_with_compose_https(
+    https_stack: tuple[Site, Path, int], copie_session: Any, tmp_path: Path
+) -> None:
+    """The README's path to Let's Encrypt, with pebble standing in for it: certbot's
+    folder as compose.https.yaml mounts it (TLS_CERTIFICATES), served by nginx."""
+    _, _, app_port = https_stack
+    letsencrypt, root = certbot_from_pebble(tmp_path)
+    project = render(copie_session, domain=DOMAIN)
+    site = localize(project, tmp_path / "certbot", SLUG, port=free_port(),
+                    upstream=f"{LOOPBACK}:{app_port}", container=True)  # fmt: skip
+    mount_as_compose_https_does(project, site, letsencrypt)
+    checked = nginx_test(site)
+    assert checked.returncode == 0, checked.stderr
+    with running_nginx(site, DOMAIN):
+        # Verified against pebble's root, for DOMAIN: the chain certbot saved.
+        status, headers, body = https_get(site.tls_port, "/healthz", root)
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    assert headers["strict-transport-security"].startswith("max-age=")
