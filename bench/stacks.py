@@ -143,6 +143,17 @@ STACKS: tuple[Stack, ...] = (
         default=False,
     ),
     _nginx_threads(8, default=False),
+    # The default stack with Prometheus metrics on: what counting and timing
+    # every request costs (compare with `default` in the same run).
+    Stack(
+        "nginx-metrics",
+        "default with metrics on (FLASK_METRICS=true)",
+        "gunicorn",
+        behind_nginx=True,
+        env={"FLASK_METRICS": "true"},
+        routes=("json",),
+        default=False,
+    ),
 )
 
 BY_NAME = {stack.name: stack for stack in STACKS}

@@ -452,7 +452,7 @@ def https_get(port: int, path: str, server_name: str, cafile: Path) -> Response:
 def test_tls_lines_work_once_switched_on(
     stack: Served, other_site: Callable[..., Site], tmp_path: Path
 ) -> None:
-    """The commented TLS block, switched on as its comments say, with a
+    """HTTPS switched on as the README tells a host to (include/https.conf), with a
     throwaway certificate: the app then sees https, by X-Forwarded-Proto alone."""
     site = other_site(stack.socket)
     tls_port = free_port()

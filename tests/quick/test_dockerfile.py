@@ -69,7 +69,9 @@ def test_dockerfile_shape(default_project: Path) -> None:
 
     # Dependencies before code, so a code change keeps the dependency layer.
     final = [i for i, k in enumerate(keywords) if k == "FROM"][1]
-    sync = steps.index(("RUN", "uv sync --locked --no-dev --no-install-project"))
+    sync = steps.index(
+        ("RUN", "uv sync --locked --no-dev --group metrics --group sentry --no-install-project")
+    )
     lock = steps.index(("COPY", "pyproject.toml uv.lock ./"))
     code = [i for i, (k, r) in enumerate(steps) if k == "COPY" and i > final]
     assert lock < sync < final < min(code)

@@ -62,6 +62,11 @@ NEW_FILES = [
     "tests/test_errors.py",
     "tests/test_logs.py",
     "tests/test_security.py",
+    f"{PACKAGE}/metrics.py",
+    f"{PACKAGE}/error_reports.py",
+    "deploy/nginx/include/https.conf",
+    "compose.https.yaml",
+    "tests/test_watch.py",
 ]
 
 
