@@ -112,7 +112,9 @@ def install_system_tools() -> None:
 def test(pytest_args: list[str]) -> int:
     """Run the suite on every core; CI=true turns tool-dependent skips into failures."""
     install_system_tools()
-    return subprocess.run(in_venv("-m", "pytest", "-n", "auto", *pytest_args), cwd=REPO).returncode
+    # loadgroup: the groups tests/conftest.py sets stay on one worker each.
+    command = in_venv("-m", "pytest", "-n", "auto", "--dist", "loadgroup", *pytest_args)
+    return subprocess.run(command, cwd=REPO).returncode
 
 
 def demo(args: list[str]) -> int:

@@ -16,7 +16,7 @@ import subprocess
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,9 +162,11 @@ PROJECT_CI_STEPS = (
 #: What uv says at length when a package has no wheel for the Python (and may not build).
 NO_WHEEL = r"\1 has no wheel for this Python"
 
-#: The first line that says why a run failed: uv's error, then a Python exception.
+#: The first line that says why a run failed: uv's error, a type checker's
+#: ("file:line: error: ..."), then a Python exception.
 FAILURE = (
     re.compile(r"^error: (.+)$", flags=re.MULTILINE),
+    re.compile(r"^(\S+:\d+: error: .+)$", flags=re.MULTILINE),
     re.compile(r"^(?:E\s+)*(\w+Error: .+)$", flags=re.MULTILINE),
 )
 
@@ -191,13 +193,19 @@ class Run:
 
 
 def run_project_ci(
-    env: Mapping[str, str], image: str, project: Path, uv_version: str, *before: str
+    env: Mapping[str, str],
+    image: str,
+    project: Path,
+    uv_version: str,
+    *before: str,
+    steps: Sequence[str] = PROJECT_CI_STEPS,
 ) -> Run:
     """Run `project`'s CI steps in `image`, as its workflow does on a fresh runner.
 
     The image's `python` is the runner's setup-python; uv comes from PyPI
     with pip, and never downloads a Python. `before` are commands to run
-    first (`uv lock --upgrade`). The project is copied in, so the lock
+    first (`uv lock --upgrade`); `steps` replace the CI steps (another job's,
+    e.g. harness.project_ci.lowest_steps). The project is copied in, so the lock
     they write stays in the container. The environment is clean: the
     image's, the proxy variables podman passes on, and the host's CA bundle
     in the image's store (pip and uv read no other on Python 3.13+).
@@ -214,7 +222,7 @@ def run_project_ci(
             "cd /work",
             f'python -m pip install -q --root-user-action=ignore "uv=={uv_version}"',
             *before,
-            *PROJECT_CI_STEPS,
+            *steps,
         )
     )
     started = time.monotonic()

@@ -13,7 +13,6 @@ Standard library only, besides pytest for skips.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import pwd
@@ -21,7 +20,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import venv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +27,7 @@ from pathlib import Path
 from harness.http import LOOPBACK, free_port, http_get
 from harness.processes import Process, start, stop
 from harness.tools import skip_or_fail
-from harness.venvs import CACHE
+from harness.venvs import tool_venv
 from harness.waiting import eventually
 
 # Debian's nginx package; the site file relies on the distribution's
@@ -296,20 +294,7 @@ def enable_tls(site: Site, slug: str, domain: str, tls_port: int, cert: Path, ke
 
 def gixy_binary() -> str:
     """gixy from a virtualenv under ~/.cache/copier-flask/gixy, built once."""
-    target = CACHE / "gixy"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    marker = target / ".complete"
-    with open(target.parent / "gixy.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (marker.exists() and marker.read_text() == GIXY_PIN):
-            venv.EnvBuilder(clear=True, with_pip=True).create(target)
-            pip = [str(target / "bin" / "python"), "-m", "pip", "install", "-q"]
-            try:
-                subprocess.run([*pip, GIXY_PIN], check=True, timeout=300, capture_output=True)
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-                skip_or_fail(f"could not install {GIXY_PIN}: {exc}")
-            marker.write_text(GIXY_PIN)
-    return str(target / "bin" / "gixy")
+    return str(tool_venv(GIXY_PIN) / "gixy")
 
 
 def gixy_issues(conf: Path) -> list[dict[str, str]]:

@@ -12,20 +12,26 @@ by its own PID. A failure names the variant, the block and the line.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import textwrap
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from harness.http import free_port, http_get, http_request
-from harness.processes import Process, start, stop
+import copier
+
+from harness import REPO
+from harness.http import Response, free_port
+from harness.render import BASE_ANSWERS
+from harness.serving import Served, serve
 from harness.tools import require_tool
-from harness.waiting import eventually
 
 # The machine's network settings (DESIGN §6): the CA bundle and proxies.
 PASS_THROUGH = (
@@ -49,9 +55,10 @@ PLACEHOLDERS: dict[str, str] = {
     "NAME": "humanize",  # `uv add NAME`: a small package no variant depends on
 }
 
-# A line that starts a server, and the variables that keep it on a free
-# loopback port (the only settings the tier adds to what the text sets).
+# A line that starts a server (see serving), and one whose server reads the
+# development .env (FLASK_DEBUG=1) that Copier's task writes.
 SERVER_LINE = re.compile(r"flask run|gunicorn |run_granian\.py|honcho start web|waitress-serve")
+READS_DOTENV = re.compile(r"flask run|honcho |--env-file \.env")
 
 
 @dataclass(frozen=True)
@@ -71,17 +78,25 @@ class Block:
 
 
 def readme_blocks(markdown: str, language: str = "sh") -> list[Block]:
-    """Every fenced block of `language`, with the `##` section it sits in."""
+    """Every fenced block of `language` (indented ones in a list item too), with
+    the `##` section it sits in."""
     found = []
     section = ""
-    fence = re.compile(rf"^```{language}\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+    fence = re.compile(rf"^( *)```{language}\n(.*?)^\1```$", re.MULTILINE | re.DOTALL)
     position = 0
     for match in fence.finditer(markdown):
         headings = re.findall(r"^## (.+)$", markdown[position : match.start()], re.MULTILINE)
         section = headings[-1] if headings else section
         position = match.start()
-        found.append(Block(section, language, match[1]))
+        found.append(Block(section, language, textwrap.dedent(match[2])))
     return found
+
+
+def section(markdown: str, name: str) -> Block:
+    """The first block of section `name`."""
+    blocks = [b for b in readme_blocks(markdown) if b.section == name]
+    assert blocks, f"no sh block in section {name!r}"
+    return blocks[0]
 
 
 def message_commands(message: str) -> list[str]:
@@ -98,6 +113,22 @@ def substitute(line: str, placeholders: Mapping[str, str]) -> str:
     for name, value in placeholders.items():
         line = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", value, line)
     return line
+
+
+def copy_as_user(destination: Path, **answers: Any) -> str:
+    """`copier copy --trust` of the working tree with BASE_ANSWERS + `answers`, its
+    task included (it writes the development .env); the message Copier printed."""
+    printed = io.StringIO()
+    with redirect_stderr(printed):  # where Copier prints its messages
+        copier.run_copy(
+            str(REPO),
+            destination,
+            data={**BASE_ANSWERS, **answers},
+            vcs_ref="HEAD",
+            unsafe=True,
+            defaults=True,
+        )
+    return printed.getvalue()
 
 
 def user_bin(folder: Path, tools: list[str]) -> Path:
@@ -150,30 +181,27 @@ def run_line(line: str, cwd: Path, env: Mapping[str, str], timeout: float = 600)
     return LineResult(line, result.returncode, result.stdout + result.stderr)
 
 
+def run_lines(lines: list[str], cwd: Path, env: Mapping[str, str], where: str) -> None:
+    """Each line in order (run_line); fail at the first that fails, naming it."""
+    for line in lines:
+        result = run_line(line, cwd, env)
+        assert result.returncode == 0, f"{where}, line: {line}\n{result.output}"
+
+
 @contextmanager
-def serving(
-    line: str, cwd: Path, env: Mapping[str, str], log: Path, port: int, ready_path: str = "/healthz"
-) -> Iterator[Process]:
-    """A server line in the background (bash execs it, so its PID is the
-    server's), answering on 127.0.0.1:`port`; stopped by that PID on exit."""
-    # `exec` goes after any VAR=value prefix, so bash itself becomes the server.
-    assignments, command = re.match(r"((?:\w+=\S+\s+)*)(.*)", line, re.DOTALL).groups()  # type: ignore[union-attr]
-    server = start(["bash", "-c", f"{assignments}exec {command}"], cwd, env, log)
-    try:
-
-        def answering() -> bool:
-            server.assert_alive()
-            return bool(http_get(port, ready_path, timeout=2))
-
-        eventually(answering, 120, what=f"{line} answering {ready_path}")
-        yield server
-    finally:
-        stop(server)
-
-
-def where(variant: str, block: Block, line: str) -> str:
-    """How a failure names what failed."""
-    return f"[{variant}] README section {block.section!r}, line: {line}"
+def serving(line: str, cwd: Path, env: Mapping[str, str], logs: Path) -> Iterator[Served]:
+    """A server line in the background on a free loopback port, until it answers
+    /healthz; stopped by its PID on exit (bash execs the server). The port is
+    the only setting the tier adds: FLASK_RUN_PORT for `flask run`, else PORT
+    and HOST (harness.serving.serve sets those for every command)."""
+    port = free_port()
+    settings = {"FLASK_RUN_PORT": str(port)} if "flask run" in line else {}
+    # `exec` goes before the last command of `a && b`, after its VAR=value prefix.
+    before, and_, last = line.rpartition("&& ")
+    assignments, command = re.match(r"((?:\w+=\S+\s+)*)(.*)", last, re.DOTALL).groups()  # type: ignore[union-attr]
+    script = ["bash", "-c", f"{before}{and_}{assignments}exec {command}"]
+    with serve(cwd, logs, {**env, **settings}, command=script, port=port, timeout=120) as served:
+        yield served
 
 
 # ---- a whole README, one terminal session ----------------------------------------------
@@ -185,10 +213,11 @@ CANNOT_RUN_HERE = {
     "docker": "no Docker engine here (the container tier builds and runs the image with podman)",
     "kubectl": "no Kubernetes cluster here (the container tier plays the manifests with podman)",
     "copier": "needs a tagged template (the update tier runs these against tagged versions)",
+    "apt": "installs system packages as root (here: certbot, which needs a public name)",
 }
 # Whole sections this tier leaves to another one, and why.
 SECTIONS_RUN_ELSEWHERE = {
-    "Deploy on a Linux host": "needs a systemd host (not built yet)",
+    "Deploy on a Linux host": "needs a systemd host (tests/as_printed/test_host_deploy.py)",
     "Update from the template": "needs a tagged template (the update tier runs it)",
     "Kubernetes": CANNOT_RUN_HERE["kubectl"],
 }
@@ -225,30 +254,30 @@ class Session:
         return result
 
 
-def probe(port: int, with_database: bool) -> list[str]:
-    """What a user looks at once a server runs; the problems found."""
+def probe(server: Served, with_database: bool, development: bool) -> list[str]:
+    """What a user looks at once a server runs; the problems found. A write to
+    the example API is open in development; in production, with no API_TOKEN
+    set (the README says to set one), it is refused naming that setting."""
     problems = []
-    for path in ("/healthz", "/"):
-        status = http_get(port, path).status
+    for path in ("/healthz", "/", *(["/items"] if with_database else [])):
+        status = server.get(path).status
         if status != 200:
             problems.append(f"GET {path}: {status}")
     if with_database:
-        status = http_get(port, "/items").status
-        if status != 200:
-            problems.append(f"GET /items: {status}")
-        created = http_request(
-            port, "POST", "/items", b'{"name": "tea"}', {"Content-Type": "application/json"}
-        )
-        if created.status != 201:
-            problems.append(f"POST /items: {created.status} {created.body[:200]!r}")
+        created = create_item(server)
+        expected = 201 if development else 403
+        if created.status != expected or not (development or b"API_TOKEN" in created.body):
+            problems.append(
+                f"POST /items: {created.status}, not {expected}: {created.body[:200]!r}"
+            )
     return problems
 
 
-def server_settings(line: str, port: int) -> dict[str, str]:
-    """The loopback port for a server line: the only settings the tier adds."""
-    if "flask run" in line:
-        return {"FLASK_RUN_PORT": str(port)}
-    return {"PORT": str(port), "HOST": "127.0.0.1"}
+def create_item(server: Served) -> Response:
+    """POST /items, as the README's example does."""
+    return server.request(
+        "POST", "/items", b'{"name": "tea"}', {"Content-Type": "application/json"}
+    )
 
 
 def run_block(
@@ -273,13 +302,10 @@ def run_block(
             continue
         line = substitute(printed, placeholders)
         if SERVER_LINE.search(line) and not line.startswith("cd "):
-            port = free_port()
-            log = session.logs / f"server-{session.lines_run}.log"
             session.lines_run += 1
-            env = session.env | server_settings(line, port)
             try:
-                with serving(line, session.cwd, env, log, port, "/healthz"):
-                    problems = probe(port, with_database)
+                with serving(line, session.cwd, session.env, session.logs) as server:
+                    problems = probe(server, with_database, bool(READS_DOTENV.search(line)))
             except AssertionError as exc:
                 problems = [str(exc)[-1500:]]
             session.failures += [f"{name}, line: {printed}: {p}" for p in problems]

@@ -12,7 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import yaml
+from jinja2_ansible_filters import AnsibleCoreFiltersExtension
 
 from harness import REPO
 
@@ -162,3 +164,13 @@ def k8s_manifests(project: Path) -> dict[str, dict[str, Any]]:
             doc = yaml.safe_load(path.read_text())
             found[doc["kind"]] = doc | {"_file": path.name}
     return found
+
+
+def validator(question: str) -> jinja2.Template:
+    """A copier.yml question's validator as Copier renders it: plain text (no
+    HTML to escape), importing from the template's root (includes/)."""
+    env = jinja2.Environment(  # noqa: S701
+        loader=jinja2.FileSystemLoader(REPO), extensions=[AnsibleCoreFiltersExtension]
+    )
+    questions = yaml.safe_load((REPO / "copier.yml").read_text())
+    return env.from_string(questions[question]["validator"])

@@ -125,6 +125,7 @@ def serve(
     timeout: float = 20,
     adjust_site: Callable[[nginx.Site], None] | None = None,
     debian_setup: str | None = None,
+    container: bool = False,
 ) -> Iterator[Served]:
     """Serve `project` until the block ends; logs go to `work`.
 
@@ -134,13 +135,16 @@ def serve(
     Ready means `ready` answers (any status). `adjust_site` may change the
     localized nginx files before nginx starts (the benchmark's variants); with
     `debian_setup` (shell lines, maybe none) nginx runs under Debian's own
-    nginx.conf as those lines leave it (nginx.use_debian_main_conf).
+    nginx.conf as those lines leave it (nginx.use_debian_main_conf); with
+    `container`, under the compose stack's deploy/nginx/nginx.conf instead.
     """
     command = list(command or server_command(project, app))
     work.mkdir(parents=True, exist_ok=True)
     with ExitStack() as cleanup:
         if behind_nginx:
-            proxied = _behind_nginx(project, work, env, command, timeout, adjust_site, debian_setup)
+            proxied = _behind_nginx(
+                project, work, env, command, timeout, adjust_site, debian_setup, container
+            )
             yield cleanup.enter_context(proxied)
             return
         port = port or free_port()
@@ -167,13 +171,19 @@ def _behind_nginx(
     timeout: float,
     adjust_site: Callable[[nginx.Site], None] | None,
     debian_setup: str | None,
+    container: bool = False,
 ) -> Iterator[Served]:
     """The project's nginx config in front of its server on a unix socket."""
     recorded = answers(project)
     sockets = nginx.short_tempdir()
     sock = sockets / "app.sock"
     site = nginx.localize(
-        project, work, recorded["project_slug"], port=free_port(), upstream=f"unix:{sock}"
+        project,
+        work,
+        recorded["project_slug"],
+        port=free_port(),
+        upstream=f"unix:{sock}",
+        container=container,
     )
     if adjust_site:
         adjust_site(site)

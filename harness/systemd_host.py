@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.http import free_port
-from harness.podman import ca_bundle_volume, run_podman
+from harness.podman import ca_bundle_volume, cache_root, run_podman
 from harness.provisioning import ensure_derived_image
 from harness.waiting import eventually
 
@@ -29,10 +29,13 @@ ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 RUN apt-get update \\
     && apt-get install -y --no-install-recommends systemd systemd-sysv dbus procps \\
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get install -y --download-only nginx git curl python3-venv postgresql
 STOPSIGNAL SIGRTMIN+3
 CMD ["/sbin/init"]
 """
+# The last line only downloads: the packages the README's host block installs
+# wait in apt's cache, so each run installs them for real without fetching
+# them again (a changed list still works: apt fetches what is missing).
 
 #: The variables a clean shell keeps from the machine: its CA bundle and proxies
 #: (outgoing TLS goes through a CA only the host's bundle holds), nothing else.
@@ -125,6 +128,9 @@ def booted_host(env: Mapping[str, str], image: str) -> Iterator[Host]:
         # PyPI through the host's CA bundle (see DESIGN.md); apt's mirror is http.
         "-v",
         ca_bundle_volume(),
+        # pip's own cache, kept between runs as on a machine that installed before.
+        "-v",
+        f"{pip_cache()}:/root/.cache/pip",
         image,
         timeout=120,
     )
@@ -139,6 +145,13 @@ def booted_host(env: Mapping[str, str], image: str) -> Iterator[Host]:
         yield host
     finally:
         run_podman(env, "rm", "--force", "--time", "10", name, check=False, timeout=120)
+
+
+def pip_cache() -> Path:
+    """Where the hosts' pip keeps its downloads, outside the clone."""
+    folder = cache_root() / "systemd-host-pip"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def journal(host: Host, unit: str) -> str:

@@ -17,9 +17,10 @@ import os
 import re
 import subprocess
 import sys
+import venv
 from pathlib import Path
 
-from harness.tools import require_tool
+from harness.tools import require_tool, skip_or_fail
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "copier-flask"
 # Installed besides the lock: waitress, which the lock only pulls in on
@@ -27,6 +28,10 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "copier
 EXTRA = ["waitress==3.0.2"]
 # A production secret for tests: long enough for any check the app makes.
 SECRET = "s" * 64
+# The token the example /items API's writes need in production (API_TOKEN), and
+# the header that sends it.
+API_TOKEN = "t" * 64
+BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def _key(project: Path) -> str:
@@ -108,5 +113,26 @@ def _quiet(command: list[str], cwd: Path, env: dict[str, str]) -> None:
 
 
 def production_env(bindir: Path, **settings: str) -> dict[str, str]:
-    """run_env with production's one required setting, a long secret, plus `settings`."""
-    return run_env(bindir, **({"FLASK_SECRET_KEY": SECRET} | settings))
+    """run_env with production's one required setting, a long secret, and the
+    API's token (BEARER sends it), plus `settings`."""
+    return run_env(bindir, **({"FLASK_SECRET_KEY": SECRET, "API_TOKEN": API_TOKEN} | settings))
+
+
+def tool_venv(pin: str) -> Path:
+    """bin/ of a virtualenv of its own holding `pin` (e.g. "gixy==0.1.21"), built
+    once under the cache: an auditor's own pins never meet the project's. One
+    per pin, so that two versions of a tool can be used side by side."""
+    target = CACHE / "tools" / pin.replace("==", "-")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    marker = target / ".complete"
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (marker.exists() and marker.read_text() == pin):
+            venv.EnvBuilder(clear=True, with_pip=True).create(target)
+            pip = [str(target / "bin" / "python"), "-m", "pip", "install", "-q", pin]
+            try:
+                subprocess.run(pip, check=True, timeout=300, capture_output=True)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                skip_or_fail(f"could not install {pin}: {exc}")
+            marker.write_text(pin)
+    return target / "bin"

@@ -55,13 +55,22 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return podman_env(tmp_path_factory.mktemp("podman"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its folder's tier; a test outside the tiers is an error."""
+    """Mark each test with its folder's tier (a test outside the tiers is an
+    error), and keep together what should not run side by side (`--dist
+    loadgroup`, as dev.py runs the suite): the resilience tests, whose timing
+    another one's load would disturb, on one worker; each container module on
+    one worker, so that its module fixtures build their images once."""
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live in a tier folder, one of {TIERS}")
         item.add_marker(tier)
+        if tier == "resilience":
+            item.add_marker(pytest.mark.xdist_group("resilience"))
+        elif tier == "container":
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

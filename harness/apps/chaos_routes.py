@@ -4,6 +4,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 from flask import Blueprint, request, session
 
@@ -26,7 +27,7 @@ def sleep() -> dict[str, object]:
 
 
 @bp.get("/crash")
-def crash() -> None:
+def crash() -> NoReturn:
     raise RuntimeError(f"{CRASH_MARKER}: the database password is hunter2")
 
 

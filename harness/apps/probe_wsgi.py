@@ -3,6 +3,7 @@
 import os
 import signal
 import time
+from typing import NoReturn
 
 from flask import current_app, request, url_for
 from wsgi import app
@@ -38,17 +39,18 @@ def log_a_line() -> dict[str, object]:
 
 
 @app.get("/_probe/crash")
-def crash() -> None:
+def crash() -> NoReturn:
     raise RuntimeError(f"{CRASH_MARKER}: the password is hunter2")
 
 
 @app.get("/_probe/die")
-def die() -> None:
+def die() -> NoReturn:
     # The instant of death, so the test can tell which requests were in flight.
     with open(os.environ["PROBE_DIED_AT"], "w") as died_at:
         died_at.write(repr(time.time()))
     # What a segfault or the kernel's OOM killer does to a worker.
     os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable: SIGKILL cannot be caught")
 
 
 @app.get("/_probe/inline-style")

@@ -5,8 +5,9 @@ import os
 import runpy
 import socket
 import sys
+from typing import Any
 
-listened = []
+listened: list[Any] = []
 real_listen = socket.socket.listen
 
 
@@ -15,7 +16,7 @@ def spy(self: socket.socket, *args: int) -> None:
     real_listen(self, *args)
 
 
-socket.socket.listen = spy  # type: ignore[method-assign]
+socket.socket.listen = spy  # type: ignore[method-assign,assignment]
 sys.path.insert(0, os.getcwd())  # as `python wsgi.py` from the project's folder has it
 runpy.run_path("wsgi.py", run_name="__main__")
 print("LISTENED", listened)

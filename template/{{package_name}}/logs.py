@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 FORMATS = ("text", "json")
-# The exit code for "will not start, fix the settings" (as config.py's
-# APP_LOAD_ERROR): gunicorn and systemd then stop instead of retrying.
+# The exit code for "will not start, fix the settings" (config.py's and the
+# servers' too): gunicorn and systemd then stop instead of retrying.
 BAD_SETTING_EXIT = 4
 
 # gunicorn's layout, with the request id ("-" outside a request) after the level.
@@ -204,6 +204,8 @@ class AccessLog:
         self.logger = logging.getLogger("app.access")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not self.logger.isEnabledFor(logging.INFO):  # access lines are off
+            return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
         answered: list[str] = ["-", "-"]  # status, Content-Length
 
@@ -240,15 +242,12 @@ class AccessLog:
 
 
 def init_app(app: Flask) -> None:
-    """Check the settings, log when no server did, and return every request's id."""
-    level, format_ = settings_or_exit()
-    # gunicorn and granian configure logging before they load the app; under
-    # `flask run`, waitress or a script nobody has, so do it here.
+    """Log when no server did, and return every request's id."""
+    # gunicorn and granian read the settings and configure logging before they
+    # load the app; under `flask run`, waitress or a script nobody has, so do
+    # it here (their own access lines, if any, are theirs: none from the app).
     if not logging.root.handlers:
-        logging.config.dictConfig(config_dict(level, format_))
-    # run_granian.py asks for it: granian's own access line is off then.
-    if os.environ.get("APP_ACCESS_LOG") == "true":
-        app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
+        logging.config.dictConfig(config_dict(*settings_or_exit(), access_log=False))
 
     @app.after_request
     def send_request_id(response: Response) -> Response:

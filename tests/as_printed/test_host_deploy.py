@@ -9,6 +9,7 @@ fails names the README line it starts on and the variant.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,12 @@ def test_host_block_as_printed(
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     slug, domain = answers["project_slug"], answers["domain"]
     readme = (project / "README.md").read_text()
-    install, update = (b for b in readme_blocks(readme) if b.section == "Deploy on a Linux host")
+    blocks = [b for b in readme_blocks(readme) if b.section == "Deploy on a Linux host"]
+    # The install block, then the update block; the HTTPS block between them
+    # needs a public name for Let's Encrypt (tests/live/test_watch.py runs
+    # certbot against pebble instead).
+    install, update = blocks[0], blocks[-1]
+    assert "systemctl reload" in update.text, update.text
     bare = bare_repository(project, tmp_path)
 
     with booted_host(podman, ensure_systemd_image(podman)) as host:
@@ -93,13 +99,18 @@ def test_host_block_as_printed(
         assert get("/healthz").status == 200
         assert get("/").status == 200
         if answers["database"] != "none":
+            assert get("/readyz").status == 200, "migrated by the unit before it started"
+            # The token the block wrote, as a reader would read it back.
+            settings = host.sh(f"cat /etc/{slug}/env").stdout
+            token = re.search(r"^API_TOKEN=(\S+)$", settings, flags=re.MULTILINE)
+            assert token, settings
             created = http_request(
                 host.port, "POST", "/items", b'{"name": "apple"}',
-                {"Host": domain, "Content-Type": "application/json"},
+                {"Host": domain, "Content-Type": "application/json",
+                 "Authorization": f"Bearer {token[1]}"},
             )  # fmt: skip
             assert created.status == 201, created.text
             assert b"apple" in get("/items").body
-        assert get("/readyz").status == 200
 
         # New code, as the README's update block brings it, under load: served
         # without a failed request.
@@ -109,7 +120,11 @@ def test_host_block_as_printed(
             run_as_printed(host, variant, update.lines())
             eventually(lambda: NEW_CODE in get("/").text, 60, what="the new code served")
             load.wait_for(ok=20, timeout=30)
-        assert load.failed == [], load.summary()
+        if answers["server"] == "gunicorn":
+            assert load.failed == [], load.summary()
+        else:  # as the README says: a few 502s, on connections an old worker was closing
+            assert all(o.status == 502 for o in load.failed), load.summary()
+            assert len(load.failed) <= max(3, load.ok // 1000), load.summary()
 
         # A restart of both services comes back.
         host.sh(f"systemctl restart {slug} nginx")
@@ -118,7 +133,8 @@ def test_host_block_as_printed(
 
         # The logs are where the README says they are.
         unit_log = journal(host, slug)
-        assert "Listening at: unix:" in unit_log or "Listening at: unix" in unit_log, unit_log
+        listening = "Listening at: http://unix:" if "granian" in variant else "Listening at: unix:"
+        assert listening in unit_log, unit_log
         access = host.sh("cat /var/log/nginx/access.log").stdout
         assert 'GET /healthz HTTP/1.1" 200' in access, access
 

@@ -4,12 +4,13 @@ run literally, for each row of a literal variant table.
 Per variant: the project is copied with Copier (its task writes the development
 .env), then the commands of Copier's message after the copy run, then every ```sh
 block of the generated README, top to bottom, in one terminal session (exports and
-`cd` carry over), in a clean environment (tests/helpers/readme_blocks.py): PATH has
+`cd` carry over), in a clean environment (harness/readme.py): PATH has
 uv (as the README says to install it), python3, git and the system's folders
 without `python`; HOME is empty. Placeholders come from one table (PLACEHOLDERS,
 plus this run's paths). Server lines start in the background on a free loopback
-port, are probed (/healthz, /, GET and POST /items with a database) and stopped by
-their PID. Lines this machine cannot run (docker, kubectl, a systemd host, a tagged
+port, are probed (/healthz, /, GET and POST /items with a database: in production,
+without API_TOKEN, the README says writes are refused) and stopped by their PID.
+Lines this machine cannot run (docker, kubectl, apt, a systemd host, a tagged
 template) are counted as skipped, with the reason, never as passed.
 
 Each variant records a row; the session prints them as one table (tests/conftest.py).
@@ -17,35 +18,29 @@ Each variant records a row; the session prints them as one table (tests/conftest
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import copier
 import pytest
 import yaml
 
-from tests.helpers.postgres import PostgresServer, postgres_bin, remove_postgres, start_postgres
-from tests.helpers.readme_blocks import (
+from harness import REPO
+from harness.postgres import PostgresServer, postgres_bin, remove_postgres, start_postgres
+from harness.readme import (
     PLACEHOLDERS,
     SECTIONS_RUN_ELSEWHERE,
     Session,
+    copy_as_user,
     message_commands,
     readme_blocks,
     run_block,
     user_bin,
     user_environment,
 )
-from tests.helpers.render import BASE_ANSWERS, RUNNING_PYTHON
-
-pytestmark = pytest.mark.boot
-
-REPO = Path(__file__).resolve().parent.parent
-COPIER = yaml.safe_load((REPO / "copier.yml").read_text())
+from harness.render import RUNNING_PYTHON
 
 # The rows, literally: the defaults, each database, the other server, both presets.
 # Every row runs on this machine's Python: uv's own Python downloads come from
@@ -81,21 +76,14 @@ def test_every_command_runs_as_printed(
     record_property: Callable[[str, object], None],
 ) -> None:
     started = time.monotonic()
-    data = {**BASE_ANSWERS, **answers, "python_version": RUNNING_PYTHON}
+    data = {**answers, "python_version": RUNNING_PYTHON}
     database = data.get("database", "none")
     if database == "postgresql" and postgres is None:
         pytest.skip("PostgreSQL is not installed (.ci/install-system-tools.sh installs it)")
     # A user follows either Copier's message or the README: each gets a copy of its own.
-    message_project, project = tmp_path / "message" / "my-app", tmp_path / "my-app"
-    printed = io.StringIO()
-    with contextlib.redirect_stderr(printed):  # Copier prints its message there
-        copier.run_copy(
-            str(REPO), message_project, data=data, vcs_ref="HEAD", unsafe=True, defaults=True
-        )
-    copier.run_copy(
-        str(REPO), project, data=data, vcs_ref="HEAD", unsafe=True, defaults=True, quiet=True
-    )
-    message = printed.getvalue().split("is ready in", 1)[1]
+    message = copy_as_user(tmp_path / "message" / "my-app", **data).split("is ready in", 1)[1]
+    project = tmp_path / "my-app"
+    copy_as_user(project, **data)
     placeholders = dict(PLACEHOLDERS)
     if postgres is not None:
         placeholders[EXAMPLE_DATABASE_URL] = postgres.url()

@@ -2,10 +2,11 @@
 
 The other container tests run on Debian 12's Python (3.11). Here a root of
 Debian's testing suite (python3.14 and python3.15, built once and cached, see
-tests/helpers/containers.py) stands in for python:X-slim-trixie: the project's
+harness/provisioning.py) stands in for python:X-slim-trixie: the project's
 own CI steps run in it, and the Dockerfile builds from its own FROM line and
 serves /healthz. The default answer must be the newest Python on which all of
 this passes, for every locked dependency: `test_the_default_is_the_newest_python_that_passes`.
+The static checks of the matrix are tests/quick/test_pythons_static.py's.
 
 The rows are printed as one table at the end of the run (tests/conftest.py).
 """
@@ -13,73 +14,36 @@ The rows are printed as one table at the end of the run (tests/conftest.py).
 from __future__ import annotations
 
 import json
-import re
+import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.helpers.containers import (
-    TESTING_PYTHONS,
-    ensure_python_image,
-    podman_env,
-    run_podman,
-    wait_for_http,
+from harness.http import free_port
+from harness.images import Run, build_project_image, container, run_project_ci, wait_for_http
+from harness.podman import run_podman
+from harness.project_ci import (
+    DEFAULT_PYTHON,
+    OFFERED_PYTHONS,
+    PYTHON_RUNS,
+    UV_VERSION,
+    VARIANTS,
+    version,
 )
-from tests.helpers.images import (
-    Run,
-    build_project_image_as_written,
-    container,
-    require_podman,
-    run_project_ci,
-)
-from tests.helpers.render import render
-from tests.helpers.servers import free_port
-from tests.test_validators import validator
+from harness.provisioning import TESTING_PYTHONS, ensure_python_image
+from harness.render import render, validator
+from harness.venvs import SECRET
 
-REPO = Path(__file__).resolve().parent.parent
-COPIER = yaml.safe_load((REPO / "copier.yml").read_text())
-DEFAULT_PYTHON: str = COPIER["python_version"]["default"]
-OFFERED_PYTHONS: list[str] = COPIER["python_version"]["choices"]
-UV_VERSION: str = COPIER["uv_version"]["default"]
-
-# Two variants between them hold every package of every lock (checked by
-# test_the_variants_hold_every_locked_package): the default, and the one with
-# the most compiled wheels (psycopg's binary, granian's Rust core).
-VARIANTS: dict[str, dict[str, str]] = {
-    "default": {},
-    "postgresql+granian": {"database": "postgresql", "server": "granian"},
-}
-# (python, variant): what runs, literally.
-RUNS = [
-    ("3.14", "default"),
-    ("3.14", "postgresql+granian"),
-    ("3.15", "default"),
-    ("3.15", "postgresql+granian"),
-]
+RUN_IDS = [f"py{python}-{variant}" for python, variant in PYTHON_RUNS]
 RUN_ENV: dict[str, dict[str, str]] = {
     "postgresql+granian": {"DATABASE_URL": "postgresql://app:x@127.0.0.1:1/app"},
 }
-SECRET = "s" * 64
-PACKAGE = re.compile(r'^\[\[package\]\]\nname = "([^"]+)"', flags=re.MULTILINE)
 PYTHON_VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
 
 
 def answers(python: str, variant: str) -> dict[str, str]:
     return {"python_version": python, **VARIANTS[variant]}
-
-
-def lock_packages(answers: dict[str, str]) -> set[str]:
-    lock = REPO / "locks" / f"{answers.get('database', 'none')}-{answers.get('server', 'gunicorn')}"
-    return set(PACKAGE.findall((lock / "uv.lock").read_text()))
-
-
-@pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    require_podman()
-    return podman_env(tmp_path_factory.mktemp("podman"))
 
 
 @pytest.fixture(scope="module")
@@ -97,35 +61,7 @@ def ci_of(podman: dict[str, str], copie_session: Any) -> Callable[[str, str], Ru
     return get
 
 
-def version(python: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in python.split("."))
-
-
-@pytest.mark.quick
-def test_the_default_and_every_newer_python_have_rows() -> None:
-    newest = [v for v in OFFERED_PYTHONS if version(v) >= version(DEFAULT_PYTHON)]
-    assert set(newest) <= set(TESTING_PYTHONS) == {python for python, _ in RUNS}
-    assert {(p, v) for p in TESTING_PYTHONS for v in VARIANTS} == set(RUNS)
-
-
-@pytest.mark.quick
-def test_the_variants_hold_every_locked_package() -> None:
-    every = set().union(*(lock_packages(_lock_answers(lock)) for lock in _locks()))
-    held = set().union(*(lock_packages(a) for a in VARIANTS.values()))
-    assert every - held == set()
-
-
-def _locks() -> list[Path]:
-    return sorted(p for p in (REPO / "locks").iterdir() if (p / "uv.lock").is_file())
-
-
-def _lock_answers(lock: Path) -> dict[str, str]:
-    database, server = lock.name.split("-")
-    return {"database": database, "server": server}
-
-
-@pytest.mark.container
-@pytest.mark.parametrize(("python", "variant"), RUNS, ids=[f"py{p}-{v}" for p, v in RUNS])
+@pytest.mark.parametrize(("python", "variant"), PYTHON_RUNS, ids=RUN_IDS)
 def test_project_ci_passes(
     ci_of: Callable[[str, str], Run], record_property: Any, python: str, variant: str
 ) -> None:
@@ -139,8 +75,7 @@ def test_project_ci_passes(
     assert f"Using CPython {python}." in run.output, run.output[-3000:]
 
 
-@pytest.mark.container
-@pytest.mark.parametrize(("python", "variant"), RUNS, ids=[f"py{p}-{v}" for p, v in RUNS])
+@pytest.mark.parametrize(("python", "variant"), PYTHON_RUNS, ids=RUN_IDS)
 def test_image_builds_from_its_from_line_and_serves(
     podman: dict[str, str],
     copie_session: Any,
@@ -149,28 +84,29 @@ def test_image_builds_from_its_from_line_and_serves(
     variant: str,
 ) -> None:
     project = render(copie_session, **answers(python, variant))
-    assert f"ARG PYTHON_IMAGE=python:{python}-slim-trixie" in (project / "Dockerfile").read_text()
-    build = build_project_image_as_written(podman, project, python)
+    # Both stages name the official image of that Python (the builder and the runtime).
+    assert (project / "Dockerfile").read_text().count(f"FROM python:{python}-slim-trixie") == 2
+    tag = f"python{python}-{variant.replace('+', '-')}-{uuid.uuid4().hex[:8]}"
+    build = build_project_image(podman, project, tag)
     try:
         # The official name may have been retagged by another user of the storage.
         probe = run_podman(podman, "run", "--rm", build.image, "python", "-c", PYTHON_VERSION)
         assert probe.stdout.strip() == python
 
-        port = free_port()
         settings = {"FLASK_SECRET_KEY": SECRET, **RUN_ENV.get(variant, {})}
         options = [f"--env={key}={value}" for key, value in settings.items()]
+        port = free_port()
         with container(podman, build.image, "-p", f"127.0.0.1:{port}:8000", *options) as name:
-            status, body = wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+            answer = wait_for_http(port, timeout=60)
             run_podman(podman, "healthcheck", "run", name, timeout=60)
         row = {"python": python, "variant": variant, "what": "image"}
-        row |= {"result": f"/healthz {status}", "seconds": f"{build.seconds:.0f}"}
+        row |= {"result": f"/healthz {answer.status}", "seconds": f"{build.seconds:.0f}"}
         record_property("python_row", json.dumps(row))
-        assert status == 200, body
+        assert answer.status == 200, answer.text
     finally:
         run_podman(podman, "rmi", "--force", build.tag, check=False)
 
 
-@pytest.mark.container
 def test_the_default_is_the_newest_python_that_passes(
     ci_of: Callable[[str, str], Run],
 ) -> None:
@@ -187,11 +123,10 @@ def test_the_default_is_the_newest_python_that_passes(
         )
 
 
-@pytest.mark.container
 @pytest.mark.parametrize("python", TESTING_PYTHONS)
 def test_package_name_refuses_this_pythons_stdlib(podman: dict[str, str], python: str) -> None:
     """The validator's list of standard modules holds each newer Python's (3.15
-    brought `profiling`); tests/test_validators.py checks the running one's."""
+    brought `profiling`); tests/quick/test_validators.py checks the running one's."""
     names = run_podman(
         podman,
         "run",

@@ -93,14 +93,15 @@ def stylesheet_applied(browser: Any) -> bool:
     return browser.execute_script("return getComputedStyle(document.body).maxWidth") == "640px"
 
 
-@pytest.mark.parametrize(
-    ("path", "name", "heading"),
-    [
-        ("/", "index", "Demo Shop"),
-        ("/nowhere", "404", "404 Not Found"),
-        ("/_probe/crash", "500", "500 Internal Server Error"),
-    ],
+#: Each page the browser loads: its path, a name for its screenshot, its heading.
+PAGES = (
+    ("/", "index", "Demo Shop"),
+    ("/nowhere", "404", "404 Not Found"),
+    ("/_probe/crash", "500", "500 Internal Server Error"),
 )
+
+
+@pytest.mark.parametrize(("path", "name", "heading"), PAGES)
 def test_page_loads_clean_with_its_stylesheet(
     browser: Any, stack: Served, path: str, name: str, heading: str
 ) -> None:

@@ -22,7 +22,7 @@ from harness.postgres import PostgresServer, remove_postgres, start_postgres
 from harness.procfile import procfile_command
 from harness.render import render
 from harness.serving import Served, serve
-from harness.venvs import production_env, project_venv, run_project_tests
+from harness.venvs import BEARER, production_env, project_venv, run_project_tests
 from harness.waiting import eventually
 
 
@@ -123,14 +123,14 @@ def test_crud_over_http_and_readiness_follows_the_database(
 
 
 def exercise_crud(served: Served) -> None:
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **BEARER}
     created = served.request("POST", "/items", json.dumps({"name": "lamp"}).encode(), headers)
     assert created.status == 201, created.body
     item = json.loads(created.body)
     assert created.headers["location"] == f"/items/{item['id']}"
     assert json.loads(served.get(f"/items/{item['id']}").body) == item
     assert item in json.loads(served.get("/items").body)["items"]
-    assert served.request("DELETE", f"/items/{item['id']}").status == 204
+    assert served.request("DELETE", f"/items/{item['id']}", headers=BEARER).status == 204
     assert served.get(f"/items/{item['id']}").status == 404
     assert served.request("POST", "/items", b'{"name": ""}', headers).status == 400
 

