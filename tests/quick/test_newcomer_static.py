@@ -41,13 +41,18 @@ def test_an_older_system_python_makes_uv_fetch_the_projects(copie: Any) -> None:
     assert not (project / ".venv" / "bin" / f"python{RUNNING_PYTHON}").exists()
 
 
-@pytest.mark.parametrize("server", ["gunicorn", "granian"])
-def test_powershell_blocks_parse(default_project: Path, copie: Any, server: str) -> None:
+@pytest.mark.parametrize(
+    ("server", "database"), [("gunicorn", "none"), ("granian", "none"), ("gunicorn", "postgresql")]
+)
+def test_powershell_blocks_parse(
+    default_project: Path, copie: Any, server: str, database: str
+) -> None:
     """No PowerShell here (Microsoft ships it from GitHub and its own apt
     repository): tree-sitter's PowerShell grammar (PyPI) parses each block
     instead, which catches quoting and syntax slips, not wrong commands."""
     parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
-    project = default_project if server == "gunicorn" else render(copie, server=server)
+    defaults = (server, database) == ("gunicorn", "none")
+    project = default_project if defaults else render(copie, server=server, database=database)
     readme = (project / "README.md").read_text()
     blocks = re.findall(r"^```powershell\n(.*?)^```$", readme, flags=re.MULTILINE | re.DOTALL)
     assert len(blocks) == (2 if server == "gunicorn" else 1)
@@ -58,3 +63,6 @@ def test_powershell_blocks_parse(default_project: Path, copie: Any, server: str)
     if server == "gunicorn":
         run = [line for line in blocks[1].splitlines() if "waitress-serve" in line]
         assert run == ["uv run waitress-serve '--listen=127.0.0.1:8000' wsgi:app"]
+    if database == "postgresql":  # as the sh block: the database's URL, then the migrations
+        production = blocks[1]
+        assert "$env:DATABASE_URL = " in production and "uv run flask db upgrade" in production
