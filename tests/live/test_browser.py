@@ -17,13 +17,12 @@ from typing import Any
 import pytest
 
 from harness import REPO
+from harness.browser import chromium
 from harness.chaos import probe_copy
 from harness.serving import Served, serve
-from harness.tools import skip_or_fail
 from harness.venvs import production_env
 
 SCREENSHOTS = REPO / "build" / "browser"
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -41,28 +40,12 @@ def stack(
 
 @pytest.fixture(scope="module")
 def browser(stack: Served) -> Iterator[Any]:
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        skip_or_fail("chromium and chromium-driver are not installed (apt-get install ...)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # the tests may run as root
+    with chromium(
         "--window-size=1000,700",
         f"--host-resolver-rules=MAP {stack.host} 127.0.0.1",
-        "--no-proxy-server",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(15)
-    try:
+        capabilities={"goog:loggingPrefs": {"browser": "ALL"}},
+    ) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def visit(browser: Any, stack: Served, path: str, name: str) -> list[dict[str, Any]]:
