@@ -10,6 +10,7 @@ Port 80 is published on 127.0.0.1 only. The container is removed when the
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -36,6 +37,22 @@ CMD ["/sbin/init"]
 # The last line only downloads: the packages the README's host block installs
 # wait in apt's cache, so each run installs them for real without fetching
 # them again (a changed list still works: apt fetches what is missing).
+
+#: Debian testing from this machine's mirror is a snapshot whose Release file
+#: has expired, which apt refuses; a real host's mirror is current. Only the
+#: stand-in host is told to accept it, before the README's own `apt-get update`.
+ACCEPT_SNAPSHOT = (
+    "RUN echo 'Acquire::Check-Valid-Until \"false\";' > /etc/apt/apt.conf.d/99snapshot\n"
+)
+
+#: systemd 258 and newer refuse to run on cgroup v1, and podman gives a
+#: container v1 where the kernel runs the hybrid layout (DESIGN.md §3). In its
+#: own cgroup namespace the container may mount the unified (v2) hierarchy over
+#: /sys/fs/cgroup before systemd starts; where it already is v2, nothing changes.
+BOOT = (
+    '[ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]'
+    " || mount -t cgroup2 cgroup2 /sys/fs/cgroup; exec /sbin/init"
+)
 
 #: The variables a clean shell keeps from the machine: its CA bundle and proxies
 #: (outgoing TLS goes through a CA only the host's bundle holds), nothing else.
@@ -106,7 +123,10 @@ class Result:
 
 def ensure_systemd_image(env: Mapping[str, str], suite: str = "bookworm") -> str:
     """The base image of `suite` plus systemd, built once per storage."""
-    return ensure_derived_image(env, "systemd-host", SYSTEMD_DOCKERFILE, suite)
+    recipe = SYSTEMD_DOCKERFILE
+    if suite == "testing":
+        recipe = recipe.replace("RUN apt-get update", ACCEPT_SNAPSHOT + "RUN apt-get update", 1)
+    return ensure_derived_image(env, "systemd-host", recipe, suite)
 
 
 @contextmanager
@@ -119,6 +139,11 @@ def booted_host(env: Mapping[str, str], image: str) -> Iterator[Host]:
         "run",
         "-d",
         "--systemd=always",
+        # What BOOT's mount needs: its own cgroup namespace, and the right to mount.
+        "--cgroupns=private",
+        "--cap-add=SYS_ADMIN",
+        "--entrypoint",
+        json.dumps(["/bin/sh", "-c", BOOT]),
         "--name",
         name,
         "--hostname",

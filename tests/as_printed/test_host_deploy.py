@@ -1,6 +1,7 @@
 """The generated README's "Deploy on a Linux host", as printed, as root on a fresh
 Debian host with systemd as PID 1 (harness/systemd_host.py), for each server x
-database; then its update path under load and a restart of the services.
+database on Debian 12, and once on Debian testing; then its update path under
+load and a restart of the services. Each variant adds a row to the tier's table.
 
 The only words replaced are the placeholders in PLACEHOLDERS. A command that
 fails names the README line it starts on and the variant.
@@ -8,9 +9,12 @@ fails names the README line it starts on and the variant.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,9 @@ from harness.systemd_host import Host, booted_host, ensure_systemd_image, journa
 from harness.template_versions import GIT_ENV
 from harness.waiting import eventually
 
-#: server x database, as a reader of each kind of project meets the block.
+#: server x database, as a reader of each kind of project meets the block, on
+#: Debian 12 (its python3 is 3.11); and the defaults' neighbour on Debian
+#: testing, whose python3 is newer, for a project that answers Python 3.14.
 VARIANTS = {
     "gunicorn": {},
     "gunicorn-sqlite": {"database": "sqlite"},
@@ -33,6 +39,7 @@ VARIANTS = {
     "granian": {"server": "granian"},
     "granian-sqlite": {"server": "granian", "database": "sqlite"},
     "granian-postgresql": {"server": "granian", "database": "postgresql"},
+    "gunicorn-sqlite-testing": {"database": "sqlite", "python_version": "3.14"},
 }
 #: The repository a reader clones: the project, committed, in a bare repository
 #: copied into the host.
@@ -71,10 +78,15 @@ def bare_repository(project: Path, work: Path) -> Path:
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_host_block_as_printed(
-    variant: str, podman: dict[str, str], copie: Any, tmp_path: Path
+    variant: str,
+    podman: dict[str, str],
+    copie: Any,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
-    # The host's Python is Debian 12's (3.11): the README says the host runs the
-    # distribution's python3, whatever python_version says.
+    started = time.monotonic()
+    # The host runs the distribution's python3, whatever python_version says.
+    suite = "testing" if variant.endswith("-testing") else "bookworm"
     project = render(copie, **VARIANTS[variant])
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     slug, domain = answers["project_slug"], answers["domain"]
@@ -87,11 +99,13 @@ def test_host_block_as_printed(
     assert "systemctl reload" in update.text, update.text
     bare = bare_repository(project, tmp_path)
 
-    with booted_host(podman, ensure_systemd_image(podman)) as host:
+    with booted_host(podman, ensure_systemd_image(podman, suite)) as host:
         host.copy_in(bare, "/root/project.git")
         printed = run_as_printed(host, variant, install.lines())
         # The block ends with its own check: what the reader sees must be a 200.
         assert "HTTP/1.1 200" in printed, printed
+        python = host.sh(f"/srv/{slug}/.venv/bin/python --version").stdout.split()[-1]
+        assert python.startswith(HOST_PYTHONS[suite]), python
 
         def get(path: str) -> Response:
             return http_get(host.port, path, {"Host": domain}, timeout=10)
@@ -138,6 +152,21 @@ def test_host_block_as_printed(
         access = host.sh("cat /var/log/nginx/access.log").stdout
         assert 'GET /healthz HTTP/1.1" 200' in access, access
 
+    # A row of the tier's table (tests/conftest.py); a failure above records none.
+    skipped = sum(len(b.lines()) for b in blocks[1:-1])  # the HTTPS block, see above
+    row = {
+        "variant": f"host: {variant} (Python {python})",
+        "blocks": "2",
+        "lines run": str(len(install.lines()) + len(update.lines())),
+        "lines skipped": str(skipped),
+        "failures": "0",
+        "seconds": f"{time.monotonic() - started:.0f}",
+    }
+    record_property("as_printed_row", json.dumps(row))
+
+
+#: The python3 each Debian release ships, which the README's venv is made from.
+HOST_PYTHONS = {"bookworm": "3.11.", "testing": "3.14."}
 
 #: What the second release's page says, so a probe can tell old code from new.
 NEW_CODE = "Release two"
