@@ -83,7 +83,14 @@ def start(
     return Process(popen, log, stderr)
 
 
-def stop(process: Process, timeout: float = 20) -> int:
+# How long a server may take to stop on SIGTERM: the generated servers' own
+# deadline (gunicorn's graceful_timeout, GRANIAN_WORKERS_KILL_TIMEOUT: 30 s)
+# and some slack. granian can need all of it: a worker still starting when
+# SIGTERM arrives is only killed at that deadline.
+STOP_DEADLINE = 40
+
+
+def stop(process: Process, timeout: float = STOP_DEADLINE) -> int:
     """SIGTERM to the process's own PID; SIGKILL its group if it overstays."""
     if process.popen.poll() is None:
         process.popen.send_signal(signal.SIGTERM)
