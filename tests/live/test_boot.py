@@ -1,13 +1,12 @@
-"""Rendered projects really serve HTTP under real WSGI servers, on loopback."""
+"""Rendered projects really serve HTTP under real WSGI servers, on loopback, and
+refuse to start, in one line, with a setting that would not work."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,51 +15,66 @@ from harness.chaos import APPS
 from harness.http import LOOPBACK, free_port, http_get
 from harness.processes import start, stop
 from harness.procfile import serve_under_honcho
-from harness.serving import Served, serve, server_command
-from harness.venvs import SECRET
+from harness.serving import Served, answers, serve, server_command
+from harness.venvs import SECRET, production_env, project_venv, run_env
 from harness.waiting import eventually
 
-REFUSAL = "FLASK_SECRET_KEY must be set: production refuses to start without it"
+WAITRESS = ["waitress-serve", "--listen={host}:{port}", "wsgi:app"]
+# The line each server writes for every worker it has started.
+WORKER_STARTED = {"gunicorn": "Booting worker with pid", "granian": "Started worker"}
+NO_SECRET = (
+    "FLASK_SECRET_KEY must be set: production refuses to start without it "
+    "(set FLASK_DEBUG=1 for development)."
+)
+# The settings a start must refuse, and what its one line says (None: unset).
+REFUSALS = {
+    "no-secret": ({"FLASK_SECRET_KEY": None}, NO_SECRET),
+    "log-level": ({"LOG_LEVEL": "verbose"}, "use "),
+    "log-format": ({"LOG_FORMAT": "xml"}, "use "),
+}
 
 
-def assert_serves(served: Served, project_name: str = "Demo Shop") -> None:
+def assert_serves(served: Served) -> None:
     health = served.get("/healthz")
-    assert health.status == 200
+    assert (health.status, health.body) == (200, b'{"status":"ok"}\n')
     assert health.headers["content-type"] == "application/json"
-    assert json.loads(health.body) == {"status": "ok"}
     index = served.get("/")
-    assert index.status == 200
-    assert f"<h1>{project_name}</h1>" in index.text
+    assert index.status == 200 and "<h1>Demo Shop</h1>" in index.text
 
 
-def test_gunicorn_serves_with_the_generated_config(
-    default_project: Path, run_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
-    env = run_env(FLASK_SECRET_KEY=SECRET, WEB_CONCURRENCY="3")
-    with serve(default_project, tmp_path, env) as served:
+def test_the_launcher_serves_with_the_generated_config(probe_server: Served) -> None:
+    assert_serves(probe_server)
+    server = answers(probe_server.cwd)["server"]
+    log = probe_server.wait_for_log(WORKER_STARTED[server], count=3, timeout=10)
+    assert log.count(WORKER_STARTED[server]) == 3, "WEB_CONCURRENCY sets the workers"
+    assert f"Listening at: http://{LOOPBACK}:{probe_server.port}" in log
+    assert server != "gunicorn" or "Using worker: gthread" in log
+    probe_server.wait_for_log('"GET /healthz HTTP/1.1" 200')  # the access log, on stdout
+
+
+def test_procfile_web_process_serves_under_honcho(server_project: Path, tmp_path: Path) -> None:
+    server = answers(server_project)["server"]
+    env = run_env(project_venv(server_project))
+    settings = {"FLASK_SECRET_KEY": SECRET, "WEB_CONCURRENCY": "3"}
+    with serve_under_honcho(server_project, tmp_path, env, **settings) as served:
         assert_serves(served)
-        served.wait_for_log("Booting worker with pid", count=3, timeout=10)
-        assert served.stop() == 0, "SIGTERM is a clean, graceful stop"
-        log = served.output()
-    assert "Using worker: gthread" in log
-    assert log.count("Booting worker with pid") == 3, "WEB_CONCURRENCY sets workers"
-    assert '"GET /healthz HTTP/1.1" 200' in log, "the access log goes to stdout"
+        log = served.wait_for_log(WORKER_STARTED[server], count=3, timeout=10)
+        served.wait_for_log('"GET /healthz HTTP/1.1" 200')
+    assert log.count(WORKER_STARTED[server]) == 3, "WEB_CONCURRENCY sets the workers"
     assert f"Listening at: http://{LOOPBACK}:{served.port}" in log
 
 
-def test_gunicorn_binds_a_unix_socket_when_told(
-    default_project: Path, run_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
+def test_gunicorn_binds_a_unix_socket_when_told(default_project: Path, tmp_path: Path) -> None:
     sock = tmp_path / "gunicorn.sock"
-    env = run_env(FLASK_SECRET_KEY=SECRET, GUNICORN_BIND=f"unix:{sock}")
+    env = production_env(project_venv(default_project), GUNICORN_BIND=f"unix:{sock}")
     server = start(server_command(default_project), default_project, env, tmp_path / "g.log")
     try:
 
-        def answers() -> bool:
+        def answering() -> bool:
             server.assert_alive()
             return http_get(sock, "/healthz").status == 200
 
-        eventually(answers, what=f"gunicorn answering on {sock}")
+        eventually(answering, what=f"gunicorn answering on {sock}")
         assert "Listening at: unix:" in server.output()
         # Behind nginx (a unix socket) nginx keeps the access log; gunicorn's is off.
         assert "GET /healthz" not in server.output()
@@ -68,62 +82,44 @@ def test_gunicorn_binds_a_unix_socket_when_told(
         assert stop(server) == 0
 
 
-def test_procfile_web_process_serves_under_honcho(
-    default_project: Path, run_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
-    with serve_under_honcho(
-        default_project, tmp_path, run_env(), FLASK_SECRET_KEY=SECRET, WEB_CONCURRENCY="3"
-    ) as served:
-        assert_serves(served)
-        served.wait_for_log("Booting worker with pid", count=3, timeout=10)
-    assert "gunicorn" in served.output()
-
-
-def test_waitress_serves_the_same_app(
-    default_project: Path, run_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
+def test_waitress_serves_the_same_app(default_project: Path, tmp_path: Path) -> None:
     port = free_port()
-    command = ["waitress-serve", f"--listen={LOOPBACK}:{port}", "wsgi:app"]
-    env = run_env(FLASK_SECRET_KEY=SECRET)
+    command = [part.format(host=LOOPBACK, port=port) for part in WAITRESS]
+    env = production_env(project_venv(default_project))
     with serve(default_project, tmp_path, env, command=command, port=port) as served:
         assert_serves(served)
 
 
-@pytest.mark.parametrize("server", ["gunicorn", "waitress"])
-def test_production_without_secret_refuses_with_one_line(
-    default_project: Path, run_env: Callable[..., dict[str, str]], server: str
-) -> None:
+@pytest.mark.parametrize("refusal", list(REFUSALS))
+def test_a_bad_setting_stops_the_start_with_one_line(server_project: Path, refusal: str) -> None:
+    unset, expected = REFUSALS[refusal]
     port = free_port()
-    command = server_command(default_project)
-    if server == "waitress":
-        command = ["waitress-serve", f"--listen={LOOPBACK}:{port}", "wsgi:app"]
-    result = subprocess.run(
-        command,
-        cwd=default_project,
-        env=run_env(PORT=str(port), HOST=LOOPBACK),
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 4, output
-    lines = [line for line in output.splitlines() if REFUSAL in line]
-    assert len(lines) == 1 and lines[0].startswith("FLASK_SECRET_KEY"), output
-    assert "Traceback" not in output
-    if server == "waitress":
-        assert result.stderr.strip().splitlines() == lines, "the whole of stderr: one line"
-    else:
-        # on_starting checked the app once, before any worker.
-        assert "Booting worker" not in output
+    env = production_env(project_venv(server_project), PORT=str(port), HOST=LOOPBACK) | unset
+    commands = [server_command(server_project)]
+    if refusal == "no-secret" and answers(server_project)["server"] == "gunicorn":
+        commands.append([part.format(host=LOOPBACK, port=port) for part in WAITRESS])
+    for command in commands:
+        result = subprocess.run(
+            command,
+            cwd=server_project,
+            env={name: value for name, value in env.items() if value is not None},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        output = (result.stdout + result.stderr).strip()
+        assert result.returncode == 4, output
+        assert "\n" not in output and expected in output, output
+        # It stops before any worker starts (gunicorn's on_starting checks the app once).
+        for late in ("Traceback", "Booting worker", "Spawning worker", "Starting granian"):
+            assert late not in output, output
 
 
-def test_python_wsgi_py_serves_nothing(
-    default_project: Path, run_env: Callable[..., dict[str, str]]
-) -> None:
+def test_python_wsgi_py_serves_nothing(default_project: Path) -> None:
     result = subprocess.run(
         ["python", str(APPS / "watch_listen.py")],
         cwd=default_project,
-        env=run_env(FLASK_SECRET_KEY=SECRET),
+        env=production_env(project_venv(default_project)),
         capture_output=True,
         text=True,
         timeout=20,  # a server would block here until the timeout
@@ -133,12 +129,12 @@ def test_python_wsgi_py_serves_nothing(
 
 
 def test_sigterm_to_the_group_while_a_worker_boots_stops_at_once(
-    default_project: Path, run_env: Callable[..., dict[str, str]], tmp_path: Path
+    default_project: Path, tmp_path: Path
 ) -> None:
     """honcho and container runtimes signal the whole process group; a worker that gets
     SIGTERM before its own handlers exist must not hold the stop for graceful_timeout."""
-    env = run_env(
-        FLASK_SECRET_KEY=SECRET,
+    env = production_env(
+        project_venv(default_project),
         PORT=str(free_port()),
         HOST=LOOPBACK,
         WEB_CONCURRENCY="1",
