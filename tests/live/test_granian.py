@@ -1,46 +1,34 @@
 """The granian option: same knobs, Procfile, nginx and resilience as gunicorn.
 
-A `server=granian` project is rendered once; its own tests pass, it serves
-through its Procfile and behind its nginx config, refuses to start without a
-secret, respawns a killed worker, and finishes in-flight requests on SIGTERM.
+Its Procfile, one-line refusals, logs and errors are tested with gunicorn's
+(`server_project` in test_boot.py and test_logs_and_errors.py); here, what only
+granian does: its own tests pass, it serves behind its nginx config, respawns a
+killed worker, finishes in-flight requests on SIGTERM and reloads on SIGHUP.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from harness.chaos import chaos_copy, copy_with_apps, wait_for_workers, worker_pids
-from harness.http import LOOPBACK, free_port
+from harness.http import free_port
 from harness.processes import start, stop
-from harness.procfile import serve_under_honcho
-from harness.render import render
 from harness.serving import serve, server_command
-from harness.venvs import SECRET, project_venv, run_env, run_project_tests
+from harness.venvs import production_env, project_venv, run_env, run_project_tests
 from harness.waiting import eventually
 
 
-@pytest.fixture(scope="module")
-def project(copie_session: Any) -> Path:
-    return render(copie_session, server="granian")
+def env(project: Path, **settings: str) -> dict[str, str]:
+    """The granian project's own venv (its pins differ), in production."""
+    return production_env(project_venv(project), **settings)
 
 
-@pytest.fixture(scope="module")
-def env(project: Path) -> Callable[..., dict[str, str]]:
-    """Environments with the granian project's own venv (its pins differ)."""
-    return partial(run_env, project_venv(project))
-
-
-def test_renders_granian_instead_of_gunicorn(project: Path) -> None:
+def test_renders_granian_instead_of_gunicorn_and_its_tests_pass(granian_project: Path) -> None:
+    project = granian_project
     assert server_command(project) == ["python", "run_granian.py"]
     assert (project / "run_granian.py").exists()
     assert not (project / "gunicorn.conf.py").exists()
@@ -51,49 +39,17 @@ def test_renders_granian_instead_of_gunicorn(project: Path) -> None:
     assert "GRANIAN_UDS=/run/demo-shop/granian.sock" in unit
     site = (project / "deploy/nginx/demo-shop.conf").read_text()
     assert "server unix:/run/demo-shop/granian.sock fail_timeout=0;" in site
-
-
-def test_project_tests_pass(project: Path, env: Callable[..., dict[str, str]]) -> None:
-    result = run_project_tests(project, env())
+    result = run_project_tests(project, run_env(project_venv(project)))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_procfile_serves_under_honcho_with_platform_knobs(
-    project: Path, env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
-    settings = {"FLASK_SECRET_KEY": SECRET, "WEB_CONCURRENCY": "3"}
-    with serve_under_honcho(project, tmp_path, env(), **settings) as served:
-        assert served.get("/healthz").body == b'{"status":"ok"}\n'
-        assert "<h1>Demo Shop</h1>" in served.get("/").text
-        served.wait_for_log("Started worker", count=3, timeout=10)
-        log = served.output()
-    assert log.count("Started worker") == 3, "WEB_CONCURRENCY sets the workers"
-    assert f"Listening at: http://{LOOPBACK}:{served.port}" in log
-    assert '"GET /healthz HTTP/1.1" 200' in log, "the access log is on"
-
-
-def test_refuses_to_start_without_secret_in_one_line(
-    project: Path, env: Callable[..., dict[str, str]]
-) -> None:
-    result = subprocess.run(
-        server_command(project), cwd=project, env=env(PORT=str(free_port())),
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert result.returncode == 4
-    assert result.stderr.strip().splitlines() == [
-        "FLASK_SECRET_KEY must be set: production refuses to start without it "
-        "(set FLASK_DEBUG=1 for development)."
-    ]
-    assert "Starting granian" not in result.stdout, "it stops before granian starts"
-
-
 def test_killed_worker_is_respawned_and_sigterm_finishes_in_flight(
-    project: Path, env: Callable[..., dict[str, str]], tmp_path: Path
+    granian_project: Path, tmp_path: Path
 ) -> None:
-    copy = chaos_copy(project, tmp_path / "app")
+    copy = chaos_copy(granian_project, tmp_path / "app")
     marks = tmp_path / "marks"  # a file for each /_chaos/sleep request as it starts
     marks.mkdir()
-    settings = env(FLASK_SECRET_KEY=SECRET, WEB_CONCURRENCY="2", CHAOS_MARKS=str(marks))
+    settings = env(copy, WEB_CONCURRENCY="2", CHAOS_MARKS=str(marks))
     with serve(copy, tmp_path / "logs", settings, app="chaos_wsgi:app") as granian:
         before = granian.workers(2)
         # Serving, not only forked: each worker loads the app and says so.
@@ -119,14 +75,13 @@ def test_killed_worker_is_respawned_and_sigterm_finishes_in_flight(
 
 
 def test_sighup_replaces_the_workers_with_new_code_one_at_a_time(
-    project: Path, env: Callable[..., dict[str, str]], tmp_path: Path
+    granian_project: Path, tmp_path: Path
 ) -> None:
     """`systemctl reload` (the unit's ExecReload sends SIGHUP), as the generated
     README promises: new code served, and no request lost on the way."""
-    copy = copy_with_apps(project, tmp_path / "app", "versioned_wsgi.py")
+    copy = copy_with_apps(granian_project, tmp_path / "app", "versioned_wsgi.py")
     (copy / "probe_version.py").write_text('VERSION = "v1"\n')
-    settings = env(FLASK_SECRET_KEY=SECRET, WEB_CONCURRENCY="2")
-    with serve(copy, tmp_path, settings, app="versioned_wsgi:app") as granian:
+    with serve(copy, tmp_path, env(copy, WEB_CONCURRENCY="2"), app="versioned_wsgi:app") as granian:
         assert granian.get("/_probe/version").body == b"v1"
         (copy / "probe_version.py").write_text('VERSION = "v2"\n')
         with granian.load("/_probe/version", clients=4, seconds=60) as load:
@@ -139,14 +94,13 @@ def test_sighup_replaces_the_workers_with_new_code_one_at_a_time(
     assert load.failed == [], load.summary()
 
 
-def test_sigterm_while_workers_start_stops_at_once(
-    project: Path, env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
+def test_sigterm_while_workers_start_stops_at_once(granian_project: Path, tmp_path: Path) -> None:
     """SIGTERM as soon as granian spawns its workers, before they have loaded the
     app. Forked workers missed it and granian waited its kill timeout (30 s);
     run_granian.py starts them with "spawn", so they stop with the rest."""
-    settings = env(FLASK_SECRET_KEY=SECRET, WEB_CONCURRENCY="2", PORT=str(free_port()))
-    server = start(server_command(project), project, settings, tmp_path / "granian.log")
+    settings = env(granian_project, WEB_CONCURRENCY="2", PORT=str(free_port()))
+    command = server_command(granian_project)
+    server = start(command, granian_project, settings, tmp_path / "granian.log")
     try:
         server.wait_for_log("Spawning worker-2", timeout=30)
         sent = time.monotonic()
@@ -161,10 +115,8 @@ def test_sigterm_while_workers_start_stops_at_once(
     assert stopped_in < 5, f"exited {stopped_in:.1f} s after SIGTERM:\n{log}"
 
 
-def test_behind_nginx_on_a_unix_socket(
-    project: Path, env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
-    with serve(project, tmp_path, env(FLASK_SECRET_KEY=SECRET), behind_nginx=True) as stack:
+def test_behind_nginx_on_a_unix_socket(granian_project: Path, tmp_path: Path) -> None:
+    with serve(granian_project, tmp_path, env(granian_project), behind_nginx=True) as stack:
         assert stack.get("/healthz").status == 200
         static = stack.get("/static/style.css?v=0123456789ab")
         assert static.status == 200
