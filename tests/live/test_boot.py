@@ -1,5 +1,5 @@
-"""Rendered projects really serve HTTP under real WSGI servers, on loopback, and
-refuse to start, in one line, with a setting that would not work."""
+"""Rendered projects under their real servers, gunicorn and granian, on loopback: they
+serve, refuse a setting that would not work in one line, reload and stop on a signal."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import re
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from harness.chaos import APPS
+from harness.chaos import APPS, chaos_copy, copy_with_apps, worker_pids
 from harness.http import LOOPBACK, free_port, http_get
 from harness.processes import start, stop
 from harness.procfile import serve_under_honcho
 from harness.serving import Served, answers, serve, server_command
-from harness.venvs import SECRET, production_env, project_venv, run_env
+from harness.venvs import SECRET, production_env, project_venv, run_env, run_project_tests
 from harness.waiting import eventually
 
 WAITRESS = ["waitress-serve", "--listen={host}:{port}", "wsgi:app"]
@@ -32,6 +33,15 @@ REFUSALS = {
     "no-secret": ({"FLASK_SECRET_KEY": None}, re.escape(NO_SECRET)),
     "log-level": ({"LOG_LEVEL": "verbose"}, ".*use .*"),
     "log-format": ({"LOG_FORMAT": "xml"}, ".*use .*"),
+}
+# SIGTERM while the workers start, and to whom: gunicorn's whole group (as honcho
+# and container runtimes send it) while a worker is slow to boot, before its own
+# handlers exist; granian's main process once it spawns its workers (forked ones
+# missed it and granian waited its kill timeout; run_granian.py uses "spawn").
+SLOW_BOOT = ["gunicorn", "-c", str(APPS / "slow_boot_gunicorn_conf.py"), "wsgi:app"]
+BOOTING = {
+    "gunicorn": (SLOW_BOOT, "1", "Booting worker", os.killpg),
+    "granian": (["python", "run_granian.py"], "2", "Spawning worker-2", os.kill),
 }
 
 
@@ -131,27 +141,94 @@ def test_python_wsgi_py_serves_nothing(default_project: Path) -> None:
     assert "LISTENED []" in result.stdout
 
 
-def test_sigterm_to_the_group_while_a_worker_boots_stops_at_once(
-    default_project: Path, tmp_path: Path
-) -> None:
-    """honcho and container runtimes signal the whole process group; a worker that gets
-    SIGTERM before its own handlers exist must not hold the stop for graceful_timeout."""
+def test_sigterm_while_workers_start_stops_at_once(server_project: Path, tmp_path: Path) -> None:
+    project = server_project
+    command, workers, booting, kill = BOOTING[answers(project)["server"]]
     env = production_env(
-        project_venv(default_project),
+        project_venv(project),
         PORT=str(free_port()),
         HOST=LOOPBACK,
-        WEB_CONCURRENCY="1",
+        WEB_CONCURRENCY=workers,
         GUNICORN_GRACEFUL_TIMEOUT="30",
     )
-    command = ["gunicorn", "-c", str(APPS / "slow_boot_gunicorn_conf.py"), "wsgi:app"]
-    server = start(command, default_project, env, tmp_path / "gunicorn.log")
+    process = start(command, project, env, tmp_path / "server.log")
     try:
-        server.wait_for_log("Booting worker")
-        signalled = time.monotonic()
-        os.killpg(server.pid, signal.SIGTERM)
-        returncode = server.wait(15)
-        took = time.monotonic() - signalled
+        process.wait_for_log(booting, timeout=30)
+        sent = time.monotonic()
+        kill(process.pid, signal.SIGTERM)
+        returncode = process.wait(40)
+        took = time.monotonic() - sent
     finally:
-        stop(server)
-    assert returncode == 0, server.output()
-    assert took < 5, f"stopped {took:.1f} s after SIGTERM (graceful_timeout 30):\n{server.output()}"
+        stop(process)
+    log = process.output()
+    assert returncode == 0 and "refused to gracefully stop" not in log, log
+    assert took < 5, f"stopped {took:.1f} s after SIGTERM (graceful_timeout 30):\n{log}"
+
+
+def test_renders_granian_instead_of_gunicorn_and_its_tests_pass(granian_project: Path) -> None:
+    project = granian_project
+    assert server_command(project) == ["python", "run_granian.py"]
+    assert (project / "run_granian.py").exists()
+    assert not (project / "gunicorn.conf.py").exists()
+    assert "granian==" in (project / "requirements.txt").read_text()
+    assert "gunicorn" not in (project / "requirements.txt").read_text()
+    assert (project / "Procfile").read_text().startswith("web: python run_granian.py\n")
+    unit = (project / "deploy/systemd/demo-shop.service").read_text()
+    assert "GRANIAN_UDS=/run/demo-shop/granian.sock" in unit
+    site = (project / "deploy/nginx/demo-shop.conf").read_text()
+    assert "server unix:/run/demo-shop/granian.sock fail_timeout=0;" in site
+    result = run_project_tests(project, run_env(project_venv(project)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_granian_finishes_in_flight_requests_on_sigterm(
+    granian_project: Path, tmp_path: Path
+) -> None:
+    copy = chaos_copy(granian_project, tmp_path / "app")
+    marks = tmp_path / "marks"  # a file for each /_chaos/sleep request as it starts
+    marks.mkdir()
+    env = production_env(project_venv(copy), WEB_CONCURRENCY="2", CHAOS_MARKS=str(marks))
+    with serve(copy, tmp_path / "logs", env, app="chaos_wsgi:app") as granian:
+        granian.wait_for_log("Started worker", count=2)
+        with ThreadPoolExecutor(3) as pool:
+            slow = [pool.submit(granian.get, "/_chaos/sleep?s=2", timeout=20) for _ in range(3)]
+            eventually(lambda: len(list(marks.iterdir())) == 3, what="3 requests in flight")
+            os.kill(granian.pid, signal.SIGTERM)
+            statuses = [future.result().status for future in slow]
+        assert statuses == [200, 200, 200]
+        assert granian.process.wait(timeout=30) == 0
+        assert worker_pids(granian.pid) == set()
+
+
+def test_granian_reloads_new_code_on_sighup_one_worker_at_a_time(
+    granian_project: Path, tmp_path: Path
+) -> None:
+    """`systemctl reload` (the unit's ExecReload sends SIGHUP), as the generated
+    README promises: new code served, and no request lost on the way."""
+    copy = copy_with_apps(granian_project, tmp_path / "app", "versioned_wsgi.py")
+    (copy / "probe_version.py").write_text('VERSION = "v1"\n')
+    env = production_env(project_venv(copy), WEB_CONCURRENCY="2")
+    with serve(copy, tmp_path, env, app="versioned_wsgi:app") as granian:
+        assert granian.get("/_probe/version").body == b"v1"
+        (copy / "probe_version.py").write_text('VERSION = "v2"\n')
+        with granian.load("/_probe/version", clients=4, seconds=60) as load:
+            load.wait_for(ok=50)
+            os.kill(granian.pid, signal.SIGHUP)
+            granian.wait_for_log("Stopped old worker", count=2, timeout=40)
+            load.wait_for(ok=load.ok + 50)
+        versions = {granian.get("/_probe/version").body for _ in range(20)}
+    assert versions == {b"v2"}, "every worker runs the new code"
+    assert load.failed == [], load.summary()
+
+
+def test_granian_behind_nginx_on_a_unix_socket(granian_project: Path, tmp_path: Path) -> None:
+    env = production_env(project_venv(granian_project))
+    with serve(granian_project, tmp_path, env, behind_nginx=True) as stack:
+        assert stack.get("/healthz").status == 200
+        static = stack.get("/static/style.css?v=0123456789ab")
+        assert static.status == 200
+        assert "max-age=31536000" in static.headers["cache-control"]
+        assert "granian" not in static.headers.get("server", "")
+        granian_log = stack.output()
+    assert "GET /healthz" in granian_log
+    assert "/static/style.css" not in granian_log, "nginx serves static files itself"
