@@ -53,26 +53,25 @@ def assert_serves(served: Served) -> None:
     assert index.status == 200 and "<h1>Demo Shop</h1>" in index.text
 
 
-def test_the_launcher_serves_with_the_generated_config(probe_server: Served) -> None:
-    assert_serves(probe_server)
-    server = answers(probe_server.cwd)["server"]
-    log = probe_server.wait_for_log(WORKER_STARTED[server], count=3, timeout=10)
+def assert_three_workers(served: Served, server: str) -> None:
+    """WEB_CONCURRENCY=3 reached the server; it serves, on its port, with its access log."""
+    assert_serves(served)
+    served.wait_for_log('"GET /healthz HTTP/1.1" 200')  # the access log, on stdout
+    log = served.wait_for_log(WORKER_STARTED[server], count=3, timeout=10)
     assert log.count(WORKER_STARTED[server]) == 3, "WEB_CONCURRENCY sets the workers"
-    assert f"Listening at: http://{LOOPBACK}:{probe_server.port}" in log
+    assert f"Listening at: http://{LOOPBACK}:{served.port}" in log
     assert server != "gunicorn" or "Using worker: gthread" in log
-    probe_server.wait_for_log('"GET /healthz HTTP/1.1" 200')  # the access log, on stdout
+
+
+def test_the_launcher_serves_with_the_generated_config(probe_server: Served) -> None:
+    assert_three_workers(probe_server, answers(probe_server.cwd)["server"])
 
 
 def test_procfile_web_process_serves_under_honcho(server_project: Path, tmp_path: Path) -> None:
-    server = answers(server_project)["server"]
     env = run_env(project_venv(server_project))
     settings = {"FLASK_SECRET_KEY": SECRET, "WEB_CONCURRENCY": "3"}
     with serve_under_honcho(server_project, tmp_path, env, **settings) as served:
-        assert_serves(served)
-        log = served.wait_for_log(WORKER_STARTED[server], count=3, timeout=10)
-        served.wait_for_log('"GET /healthz HTTP/1.1" 200')
-    assert log.count(WORKER_STARTED[server]) == 3, "WEB_CONCURRENCY sets the workers"
-    assert f"Listening at: http://{LOOPBACK}:{served.port}" in log
+        assert_three_workers(served, answers(server_project)["server"])
 
 
 def test_gunicorn_binds_a_unix_socket_when_told(default_project: Path, tmp_path: Path) -> None:

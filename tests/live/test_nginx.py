@@ -24,19 +24,11 @@ from typing import Any
 
 import pytest
 
+from harness import nginx
 from harness.chaos import probe_copy
 from harness.clients import Samples, SlowClients, hold_slow_clients, raw_request, sample_requests
 from harness.figures import record
 from harness.http import LOOPBACK, Response, free_port, http_get, https_get
-from harness.nginx import (
-    Site,
-    enable_tls,
-    gixy_issues,
-    localize,
-    nginx_test,
-    running_nginx,
-    self_signed_cert,
-)
 from harness.processes import wait_for_text
 from harness.render import render
 from harness.serving import Served, answers, serve
@@ -62,6 +54,17 @@ BOTH = (
 )
 APP_HEADERS = ("content-security-policy", *BOTH)
 NGINX_HEADERS = ("x-frame-options", *BOTH)
+# Who answers: nginx's own answers, errors too (`always`), get its headers
+# (include/headers.conf); the app's get the app's (security.py), with
+# frame-ancestors instead of X-Frame-Options.
+ANSWERS = [
+    ("GET", "/", 200, APP_HEADERS),
+    ("GET", "/nowhere", 404, APP_HEADERS),
+    ("GET", "/healthz", 200, APP_HEADERS),
+    ("GET", "/static/style.css", 200, NGINX_HEADERS),
+    ("GET", "/static/missing.css", 404, NGINX_HEADERS),
+    ("POST", "/", 413, NGINX_HEADERS),
+]
 # Slow clients: far more than it takes to stall gunicorn alone (the README's figures).
 SLOW_CLIENTS = 50
 APP = "probe_wsgi:app"  # harness/apps/probe_wsgi.py: the app, plus what it sees
@@ -116,13 +119,13 @@ def test_every_variant_passes_nginx_t_gixy_and_systemd_analyze(
     assert (nginx_dir / "nginx.conf").exists() == docker
     for kind in ("host", "container") if docker else ("host",):
         options = {"port": free_port(), "container": kind == "container"}
-        site = localize(project, tmp_path / kind, slug, upstream=UNUSED, **options)
-        result = nginx_test(site)
+        site = nginx.localize(project, tmp_path / kind, slug, upstream=UNUSED, **options)
+        result = nginx.nginx_test(site)
         assert result.returncode == 0, f"{kind}: {result.stderr}"
         site_conf = (site.root / "deploy/nginx/include/site.conf").read_text()
         assert f"server_name {recorded['domain']};" in site_conf
         assert f"client_max_body_size {recorded['max_body_size']};" in site_conf
-        issues = gixy_issues(site.main_conf)
+        issues = nginx.gixy_issues(site.main_conf)
         assert issues == [], f"{kind}: " + json.dumps(issues, indent=2)
 
     if docker:
@@ -291,32 +294,19 @@ def test_unknown_hosts_dotfiles_and_the_error_page_get_nothing(stack: Served) ->
         assert path not in stack.output()
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "status", "owner"),
-    [
-        ("GET", "/", 200, "app"),
-        ("GET", "/nowhere", 404, "app"),
-        ("GET", "/healthz", 200, "app"),
-        ("GET", "/static/style.css", 200, "nginx"),
-        ("GET", "/static/missing.css", 404, "nginx"),
-        ("POST", "/", 413, "nginx"),  # errors too (`always`)
-    ],
-)
 def test_each_security_header_comes_once_from_one_layer_and_no_server_version(
-    stack: Served, method: str, path: str, status: int, owner: str
+    stack: Served,
 ) -> None:
-    # nginx's own answers get its headers (include/headers.conf); the app's
-    # get the app's (security.py), with frame-ancestors instead of X-Frame-Options.
-    response, names = request(stack.port, path, {}, method)
-    assert response.status == status
-    expected = APP_HEADERS if owner == "app" else NGINX_HEADERS
-    for name in {*APP_HEADERS, *NGINX_HEADERS, "strict-transport-security"}:
-        assert names.count(name) == (name in expected), (name, names)
-    wanted = {name: value for name, value in SECURITY_HEADERS.items() if name in expected}
-    assert {name: response.headers[name] for name in wanted} == wanted
-    if owner == "app":
-        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
-    assert response.headers["server"] == "nginx", "server_tokens off: no version"
+    for method, path, status, expected in ANSWERS:
+        response, names = request(stack.port, path, {}, method)
+        assert response.status == status, path
+        for name in {*APP_HEADERS, *NGINX_HEADERS, "strict-transport-security"}:
+            assert names.count(name) == (name in expected), (path, name, names)
+        wanted = {name: value for name, value in SECURITY_HEADERS.items() if name in expected}
+        assert {name: response.headers[name] for name in wanted} == wanted, path
+        if expected == APP_HEADERS:
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["server"] == "nginx", "server_tokens off: no version"
 
 
 def test_slow_clients_do_not_slow_the_site_behind_nginx(stack: Served) -> None:
@@ -364,14 +354,16 @@ def test_slow_clients_against_gunicorn_alone_are_recorded(
 # -- a second nginx with the same config, changed -----------------------------------
 
 
-def other_site(project: Path, work: Path, upstream: Path, **options: Any) -> Site:
+def other_site(project: Path, work: Path, upstream: Path, **options: Any) -> nginx.Site:
     """The project's config localized again, for a second nginx in front of `upstream`."""
-    return localize(project, work, SLUG, port=free_port(), upstream=f"unix:{upstream}", **options)
+    return nginx.localize(
+        project, work, SLUG, port=free_port(), upstream=f"unix:{upstream}", **options
+    )
 
 
 def test_error_page_when_gunicorn_is_down(live_project: Path, tmp_path: Path) -> None:
     site = other_site(live_project, tmp_path, Path("/tmp/cf-nginx-nobody-listens.sock"))
-    with running_nginx(site, DOMAIN):
+    with nginx.running_nginx(site, DOMAIN):
         response = http_get(site.port, "/", HOST)
     assert response.status == 502
     assert b"Temporarily unavailable" in response.body, "our page, not nginx's"
@@ -384,7 +376,7 @@ def test_container_config_serves_the_same_site(
     """The container's nginx.conf, with gunicorn's address made local."""
     assert stack.socket is not None
     site = other_site(live_project, tmp_path, stack.socket, container=True)
-    with running_nginx(site, DOMAIN):
+    with nginx.running_nginx(site, DOMAIN):
         response = http_get(site.port, "/static/style.css", HOST)
         assert response.status == 200 and response.headers["cache-control"] == "no-cache"
         assert http_get(site.port, "/", HOST).status == 200
@@ -406,11 +398,11 @@ def test_tls_lines_work_once_switched_on(stack: Served, live_project: Path, tmp_
     throwaway certificate: the app then sees https, by X-Forwarded-Proto alone."""
     assert stack.socket is not None
     site = other_site(live_project, tmp_path, stack.socket)
-    cert, key = self_signed_cert(tmp_path, DOMAIN)
-    enable_tls(site, SLUG, DOMAIN, cert, key)
-    result = nginx_test(site)
+    cert, key = nginx.self_signed_cert(tmp_path, DOMAIN)
+    nginx.enable_tls(site, SLUG, DOMAIN, cert, key)
+    result = nginx.nginx_test(site)
     assert result.returncode == 0, result.stderr
-    with running_nginx(site, DOMAIN):
+    with nginx.running_nginx(site, DOMAIN):
         response = https_get(site.tls_port, "/_probe", DOMAIN, cert)
         assert response.status == 200
         seen = json.loads(response.body)
