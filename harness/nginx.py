@@ -161,18 +161,23 @@ def use_debian_main_conf(site: Site, slug: str, setup: str = "") -> None:
     site.main_conf = main
 
 
-def nginx_command(site: Site, *extra: str) -> list[str]:
-    """nginx (from PATH or /usr/sbin) with the site's prefix, config and startup log."""
+def nginx_binary() -> str:
+    """nginx from PATH or /usr/sbin (not on a normal user's PATH), else skip/fail."""
     found = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
     if found is None or not MIME_TYPES.exists():
         skip_or_fail("nginx is not installed (apt-get install nginx)")
+    return str(found)
+
+
+def nginx_command(site: Site, *extra: str) -> list[str]:
+    """nginx with the site's prefix, config and startup log; `extra` appended."""
     globals_ = f"daemon off; pid {site.prefix / 'nginx.pid'};"
     if os.geteuid() == 0:
         # Workers would run as `nobody`, who cannot read the test's private
         # temp folders: run them as the user running the tests.
         globals_ += f" user {pwd.getpwuid(os.geteuid()).pw_name};"
     paths = ["-p", f"{site.prefix}/", "-c", str(site.main_conf), "-e", str(site.error_log)]
-    return [str(found), *paths, "-g", globals_, *extra]
+    return [nginx_binary(), *paths, "-g", globals_, *extra]
 
 
 def nginx_test(site: Site) -> subprocess.CompletedProcess[str]:

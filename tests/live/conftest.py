@@ -19,12 +19,12 @@ def granian_project(copie_session: Any) -> Path:
     return render(copie_session, server="granian")
 
 
-@pytest.fixture(scope="session", params=["gunicorn", "granian"])
+@pytest.fixture(
+    scope="session", params=["default_project", "granian_project"], ids=["gunicorn", "granian"]
+)
 def server_project(request: pytest.FixtureRequest) -> Path:
     """The project rendered for each server: the defaults (gunicorn), then granian."""
-    return request.getfixturevalue(
-        f"{'default' if request.param == 'gunicorn' else 'granian'}_project"
-    )
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="session")
