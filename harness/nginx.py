@@ -1,13 +1,10 @@
 """A private nginx that runs a rendered project's config, and gixy to lint it.
 
-The generated files are written for their real home: the project in
-/srv/<slug>, gunicorn's socket in /run/<slug>, port 80 on every interface.
-`localize` copies a rendered project and rewrites exactly those three things
-(failing loudly if one is missing, so a changed template cannot silently test
-something else), then `running_nginx` starts nginx in the foreground with its
-own prefix, pid file, logs and temp folders, listening on 127.0.0.1 only.
-
-Standard library only, besides pytest for skips.
+The generated files are written for their real home: the project in /srv/<slug>,
+the server's socket in /run/<slug>, ports 80 and 443 on every interface. `localize`
+copies a project and rewrites exactly those (failing loudly if one is left, so a
+changed template cannot silently test something else); `running_nginx` runs it in
+the foreground with its own prefix, pid file, logs and temp folders, on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.http import LOOPBACK, free_port, http_get
@@ -30,20 +27,13 @@ from harness.tools import skip_or_fail
 from harness.venvs import tool_venv
 from harness.waiting import eventually
 
-# Debian's nginx package; the site file relies on the distribution's
-# nginx.conf for these, so the test wrapper includes them the same way.
+# Debian's nginx package: the site file relies on the distribution's nginx.conf
+# for these, so the test wrapper includes them the same way.
 MIME_TYPES = Path("/etc/nginx/mime.types")
+DEBIAN_NGINX_CONF = Path("/etc/nginx/nginx.conf")
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 # gixy pins an old pyparsing, so it lives in a virtualenv of its own.
 GIXY_PIN = "gixy==0.1.21"
-
-
-def nginx_binary() -> str:
-    """nginx from PATH or /usr/sbin (not on a normal user's PATH), else skip/fail."""
-    found = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
-    if found is None or not MIME_TYPES.exists():
-        skip_or_fail("nginx is not installed (apt-get install nginx)")
-    return str(found)
 
 
 def short_tempdir() -> Path:
@@ -51,12 +41,9 @@ def short_tempdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="cf-nginx-", dir="/tmp"))  # noqa: S108
 
 
-# -- the generated config, made to run here -----------------------------------
-
-
 @dataclass
 class Site:
-    """A rendered project's nginx config, rewritten to run in `work`."""
+    """A rendered project's nginx config, rewritten to run here."""
 
     root: Path  # the project copy, standing in for /srv/<slug>
     prefix: Path  # nginx -p: pid file, logs, temp folders
@@ -65,35 +52,19 @@ class Site:
     access_log: Path
     error_log: Path
     tls_port: int = 0  # what `listen 443` became
-    pid_file: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.pid_file = self.prefix / "nginx.pid"
 
 
-def _rewrite(text: str, slug: str, root: Path, port: int, upstream: str, tls_port: int = 0) -> str:
-    """Point the config at `root`, `upstream` and 127.0.0.1:`port` (443: `tls_port`)."""
-    text = text.replace(f"/srv/{slug}", str(root))
-    # Where site.conf looks for include/https.conf: the test's own prefix.
-    text = text.replace(f"/etc/nginx/{slug}-https", str(root.parent / "nginx" / f"{slug}-https"))
-    text = re.sub(
-        rf"(?m)^(\s*server\s+)(unix:/run/{re.escape(slug)}/(?:gunicorn|granian)\.sock|web:8000)\b",
-        rf"\g<1>{upstream}",
-        text,
-    )
-    text = re.sub(r"\b(listen\s+)443\b", rf"\g<1>{LOOPBACK}:{tls_port}", text)
-    return re.sub(r"\b(listen\s+)80\b", rf"\g<1>{LOOPBACK}:{port}", text)
+def _temp_paths(prefix: Path) -> str:
+    return "".join(f"    {name}_temp_path {prefix / name};\n" for name in TEMP_DIRS)
 
 
 def _leftovers(text: str, slug: str) -> list[str]:
     """Active (uncommented) lines that would still reach outside the test."""
-    active = [line.split("#", 1)[0] for line in text.splitlines()]
+    active = (line.split("#", 1)[0] for line in text.splitlines())
     return [
         line.strip()
         for line in active
-        if f"/srv/{slug}" in line
-        or f"/run/{slug}" in line
-        or "web:8000" in line
+        if any(outside in line for outside in (f"/srv/{slug}", f"/run/{slug}", "web:8000"))
         or (re.search(r"\blisten\b", line) and LOOPBACK not in line)
     ]
 
@@ -103,57 +74,54 @@ def localize(
 ) -> Site:
     """Copy `project` into `work` and rewrite its deploy/nginx files to run here.
 
-    `upstream` replaces gunicorn's address (`unix:/path.sock` or `127.0.0.1:PORT`).
-    With `container`, nginx runs the container's whole nginx.conf (plus temp
-    folders of its own); otherwise a wrapper like a distribution's nginx.conf
-    includes the host site file.
+    `upstream` replaces the app server's address (`unix:/path.sock` or `127.0.0.1:PORT`).
+    With `container`, nginx runs the container's whole nginx.conf; otherwise a
+    wrapper like a distribution's nginx.conf includes the host site file.
     """
-    root = work / "app"
+    root, prefix = work / "app", work / "nginx"
     shutil.copytree(project, root, symlinks=True)
-    prefix = work / "nginx"
     for name in TEMP_DIRS:
         (prefix / name).mkdir(parents=True)
-    access_log, error_log = prefix / "access.log", prefix / "error.log"
+    logs = prefix / "access.log", prefix / "error.log"
+    site = Site(root, prefix, port, prefix / "nginx.conf", *logs, free_port())
     conf_dir = root / "deploy" / "nginx"
-    tls_port = free_port()
+    socket = rf"unix:/run/{re.escape(slug)}/(?:gunicorn|granian)\.sock"
+    server = rf"(?m)^(\s*server\s+)({socket}|web:8000)\b"
     for conf in conf_dir.rglob("*.conf"):
-        text = _rewrite(conf.read_text(), slug, root, port, upstream, tls_port)
+        text = conf.read_text().replace(f"/srv/{slug}", str(root))
+        # Where site.conf looks for include/https.conf: the test's own prefix.
+        text = text.replace(f"/etc/nginx/{slug}-https", str(prefix / f"{slug}-https"))
+        text = re.sub(server, rf"\g<1>{upstream}", text)
+        text = re.sub(r"\b(listen\s+)443\b", rf"\g<1>{LOOPBACK}:{site.tls_port}", text)
+        text = re.sub(r"\b(listen\s+)80\b", rf"\g<1>{LOOPBACK}:{port}", text)
         # The site's access log (a host's file; the container links it to stdout).
-        text = text.replace("/var/log/nginx/access.log", str(access_log))
+        text = text.replace("/var/log/nginx/access.log", str(site.access_log))
         assert not _leftovers(text, slug), f"{conf} not localized: {_leftovers(text, slug)}"
         conf.write_text(text)
-
-    temp_paths = "".join(f"    {n}_temp_path {prefix / n};\n" for n in TEMP_DIRS)
     if container:
-        main = conf_dir / "nginx.conf"
-        text = main.read_text()
+        site.main_conf = conf_dir / "nginx.conf"
         # The container logs to stdout; the tests also want a file to read.
-        text, found = re.subn(
-            r"(?m)^http \{\n", f"http {{\n{temp_paths}    access_log {access_log};\n", text
-        )
+        head = f"http {{\n{_temp_paths(prefix)}    access_log {site.access_log};\n"
+        text, found = re.subn(r"(?m)^http \{\n", head, site.main_conf.read_text())
         assert found == 1, "nginx.conf has no `http {` block"
-        main.write_text(text)
+        site.main_conf.write_text(text)
     else:
-        main = prefix / "nginx.conf"
-        main.write_text(
+        site.main_conf.write_text(
             "# Written by harness/nginx.py: what a distribution's nginx.conf\n"
             "# gives the site file, with private paths.\n"
             "worker_processes 1;\n"
-            f"error_log {error_log} info;\n"
+            f"error_log {site.error_log} info;\n"
             "events { worker_connections 1024; }\n"
             "http {\n"
             f"    include {MIME_TYPES};\n"
             "    default_type application/octet-stream;\n"
             "    sendfile on;\n"
-            f"    access_log {access_log};\n"
-            f"{temp_paths}"
+            f"    access_log {site.access_log};\n"
+            f"{_temp_paths(prefix)}"
             f"    include {conf_dir / f'{slug}.conf'};\n"
             "}\n"
         )
-    return Site(root, prefix, port, main, access_log, error_log, tls_port)
-
-
-DEBIAN_NGINX_CONF = Path("/etc/nginx/nginx.conf")
+    return site
 
 
 def use_debian_main_conf(site: Site, slug: str, setup: str = "") -> None:
@@ -178,11 +146,9 @@ def use_debian_main_conf(site: Site, slug: str, setup: str = "") -> None:
             ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=30
         )
         assert done.returncode == 0, f"{script}\n{done.stderr}"
-    text = main.read_text()
     # nginx_command passes user and pid itself; everything else stays Debian's.
-    text = re.sub(r"(?m)^(user|pid)\s[^;]*;\n", "", text)
-    temp_paths = "".join(f"    {n}_temp_path {site.prefix / n};\n" for n in TEMP_DIRS)
-    text = text.replace("http {\n", f"http {{\n{temp_paths}", 1)
+    text = re.sub(r"(?m)^(user|pid)\s[^;]*;\n", "", main.read_text())
+    text = text.replace("http {\n", f"http {{\n{_temp_paths(site.prefix)}", 1)
     for system, private in {
         "/var/log/nginx/error.log": site.error_log,
         "/var/log/nginx/access.log": site.access_log,
@@ -195,42 +161,34 @@ def use_debian_main_conf(site: Site, slug: str, setup: str = "") -> None:
     site.main_conf = main
 
 
+def nginx_binary() -> str:
+    """nginx from PATH or /usr/sbin (not on a normal user's PATH), else skip/fail."""
+    found = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    if found is None or not MIME_TYPES.exists():
+        skip_or_fail("nginx is not installed (apt-get install nginx)")
+    return str(found)
+
+
 def nginx_command(site: Site, *extra: str) -> list[str]:
     """nginx with the site's prefix, config and startup log; `extra` appended."""
-    globals_ = f"daemon off; pid {site.pid_file};"
+    globals_ = f"daemon off; pid {site.prefix / 'nginx.pid'};"
     if os.geteuid() == 0:
         # Workers would run as `nobody`, who cannot read the test's private
         # temp folders: run them as the user running the tests.
         globals_ += f" user {pwd.getpwuid(os.geteuid()).pw_name};"
-    return [
-        nginx_binary(),
-        "-p",
-        f"{site.prefix}/",
-        "-c",
-        str(site.main_conf),
-        "-e",
-        str(site.error_log),
-        "-g",
-        globals_,
-        *extra,
-    ]
+    paths = ["-p", f"{site.prefix}/", "-c", str(site.main_conf), "-e", str(site.error_log)]
+    return [nginx_binary(), *paths, "-g", globals_, *extra]
 
 
 def nginx_test(site: Site) -> subprocess.CompletedProcess[str]:
     """`nginx -t` on the localized config."""
-    return subprocess.run(
-        nginx_command(site, "-t"), capture_output=True, text=True, timeout=30, check=False
-    )
+    return subprocess.run(nginx_command(site, "-t"), capture_output=True, text=True, timeout=30)
 
 
 @contextlib.contextmanager
 def running_nginx(site: Site, host: str, timeout: float = 10) -> Iterator[Process]:
-    """nginx in the foreground, answering HTTP for `host`; stopped on exit.
-
-    Ready means any HTTP answer (a 502 too, when no app server is meant to run).
-    It needs the right Host header: any other name is dropped by the catch-all
-    server, which is the point.
-    """
+    """nginx in the foreground, answering HTTP for `host` (any other name is
+    dropped by the catch-all server); ready on any answer, a 502 too."""
     server = start(nginx_command(site), site.prefix, dict(os.environ), site.prefix / "nginx.out")
     try:
 
@@ -242,8 +200,7 @@ def running_nginx(site: Site, host: str, timeout: float = 10) -> Iterator[Proces
         eventually(answering, timeout, what="nginx answering")
         yield server
     finally:
-        # SIGTERM is nginx's fast shutdown; stop() kills the group if it hangs.
-        stop(server, timeout=10)
+        stop(server, timeout=10)  # SIGTERM: nginx's fast shutdown
 
 
 def self_signed_cert(directory: Path, name: str) -> tuple[Path, Path]:
@@ -268,33 +225,20 @@ def _uncomment(text: str, start: str) -> str:
     return text
 
 
-def enable_tls(site: Site, slug: str, domain: str, tls_port: int, cert: Path, key: Path) -> None:
-    """Switch HTTPS on as the README tells a host to: include/https.conf where
-    site.conf looks for it (here a copy with this test's certificate, on
-    `tls_port`), and handshakes for other names refused (catch-all.conf)."""
+def enable_tls(site: Site, slug: str, domain: str, cert: Path, key: Path) -> None:
+    """Switch HTTPS on as the README tells a host to, on `site.tls_port`:
+    include/https.conf where site.conf looks for it (with this certificate), and
+    handshakes for other names refused (catch-all.conf)."""
     include = site.root / "deploy" / "nginx" / "include"
-    listen = f"{LOOPBACK}:{site.tls_port}"
-    text = (include / "https.conf").read_text().replace(listen, f"{LOOPBACK}:{tls_port}")
     live = f"/etc/letsencrypt/live/{domain}"
+    text = (include / "https.conf").read_text()
     text = text.replace(f"{live}/fullchain.pem", str(cert)).replace(f"{live}/privkey.pem", str(key))
     (site.prefix / f"{slug}-https.conf").write_text(text)
-
+    listen = f"listen {LOOPBACK}:{site.tls_port} ssl"
     catch_all = include / "catch-all.conf"
-    text = _uncomment(
-        _uncomment(catch_all.read_text(), f"listen {listen} ssl"), "ssl_reject_handshake"
-    )
-    catch_all.write_text(text.replace(listen, f"{LOOPBACK}:{tls_port}"))
+    catch_all.write_text(_uncomment(_uncomment(catch_all.read_text(), listen), "ssl_reject"))
     for conf in (site.prefix / f"{slug}-https.conf", catch_all):
-        left = _leftovers(conf.read_text(), slug)
-        assert not left, f"{conf} not localized: {left}"
-
-
-# -- gixy, in a cached virtualenv of its own -------------------------------------
-
-
-def gixy_binary() -> str:
-    """gixy from a virtualenv under ~/.cache/copier-flask/gixy, built once."""
-    return str(tool_venv(GIXY_PIN) / "gixy")
+        assert not _leftovers(conf.read_text(), slug), f"{conf} not localized"
 
 
 def gixy_issues(conf: Path) -> list[dict[str, str]]:
@@ -303,13 +247,8 @@ def gixy_issues(conf: Path) -> list[dict[str, str]]:
     # every include and stops on a missing one, so it needs nginx installed.
     if not MIME_TYPES.exists():
         skip_or_fail(f"gixy needs nginx's {MIME_TYPES} (apt-get install nginx)")
-    result = subprocess.run(
-        [gixy_binary(), "-f", "json", str(conf)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    command = [str(tool_venv(GIXY_PIN) / "gixy"), "-f", "json", str(conf)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     # gixy skips includes it cannot find with a warning: that would hide issues.
     # (A pattern that matches nothing is no file: site.conf's HTTPS include.)
     missing = [line for line in result.stderr.splitlines() if "File not found" in line]

@@ -1,66 +1,90 @@
-"""Rendered projects really serve HTTP under real WSGI servers, on loopback."""
+"""Rendered projects under their real servers, gunicorn and granian, on loopback: they
+serve, refuse a setting that would not work in one line, reload and stop on a signal."""
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from harness.chaos import APPS
+from harness.chaos import APPS, chaos_copy, copy_with_apps, worker_pids
 from harness.http import LOOPBACK, free_port, http_get
 from harness.processes import start, stop
 from harness.procfile import serve_under_honcho
-from harness.serving import Served, serve, server_command
-from harness.venvs import SECRET
+from harness.serving import Served, answers, serve, server_command
+from harness.venvs import SECRET, production_env, project_venv, run_env, run_project_tests
 from harness.waiting import eventually
 
-REFUSAL = "FLASK_SECRET_KEY must be set: production refuses to start without it"
+WAITRESS = ["waitress-serve", "--listen={host}:{port}", "wsgi:app"]
+# The line each server writes for every worker it has started.
+WORKER_STARTED = {"gunicorn": "Booting worker with pid", "granian": "Started worker"}
+NO_SECRET = (
+    "FLASK_SECRET_KEY must be set: production refuses to start without it "
+    "(set FLASK_DEBUG=1 for development)."
+)
+# The settings a start must refuse (None: unset), and its one line (a regex).
+REFUSALS = {
+    "no-secret": ({"FLASK_SECRET_KEY": None}, re.escape(NO_SECRET)),
+    "log-level": ({"LOG_LEVEL": "verbose"}, ".*use .*"),
+    "log-format": ({"LOG_FORMAT": "xml"}, ".*use .*"),
+}
+# SIGTERM while the workers start, and to whom: gunicorn's whole group (as honcho
+# and container runtimes send it) while a worker is slow to boot, before its own
+# handlers exist; granian's main process once it spawns its workers (forked ones
+# missed it and granian waited its kill timeout; run_granian.py uses "spawn").
+SLOW_BOOT = ["gunicorn", "-c", str(APPS / "slow_boot_gunicorn_conf.py"), "wsgi:app"]
+BOOTING = {
+    "gunicorn": (SLOW_BOOT, "1", "Booting worker", os.killpg),
+    "granian": (["python", "run_granian.py"], "2", "Spawning worker-2", os.kill),
+}
 
 
-def assert_serves(served: Served, project_name: str = "Demo Shop") -> None:
+def assert_serves(served: Served) -> None:
     health = served.get("/healthz")
-    assert health.status == 200
+    assert (health.status, health.body) == (200, b'{"status":"ok"}\n')
     assert health.headers["content-type"] == "application/json"
-    assert json.loads(health.body) == {"status": "ok"}
     index = served.get("/")
-    assert index.status == 200
-    assert f"<h1>{project_name}</h1>" in index.text
+    assert index.status == 200 and "<h1>Demo Shop</h1>" in index.text
 
 
-def test_gunicorn_serves_with_the_generated_config(
-    default_project: Path, run_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
-    env = run_env(FLASK_SECRET_KEY=SECRET, WEB_CONCURRENCY="3")
-    with serve(default_project, tmp_path, env) as served:
-        assert_serves(served)
-        served.wait_for_log("Booting worker with pid", count=3, timeout=10)
-        assert served.stop() == 0, "SIGTERM is a clean, graceful stop"
-        log = served.output()
-    assert "Using worker: gthread" in log
-    assert log.count("Booting worker with pid") == 3, "WEB_CONCURRENCY sets workers"
-    assert '"GET /healthz HTTP/1.1" 200' in log, "the access log goes to stdout"
+def assert_three_workers(served: Served, server: str) -> None:
+    """WEB_CONCURRENCY=3 reached the server; it serves, on its port, with its access log."""
+    assert_serves(served)
+    served.wait_for_log('"GET /healthz HTTP/1.1" 200')  # the access log, on stdout
+    log = served.wait_for_log(WORKER_STARTED[server], count=3, timeout=10)
+    assert log.count(WORKER_STARTED[server]) == 3, "WEB_CONCURRENCY sets the workers"
     assert f"Listening at: http://{LOOPBACK}:{served.port}" in log
+    assert server != "gunicorn" or "Using worker: gthread" in log
 
 
-def test_gunicorn_binds_a_unix_socket_when_told(
-    default_project: Path, run_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
+def test_the_launcher_serves_with_the_generated_config(probe_server: Served) -> None:
+    assert_three_workers(probe_server, answers(probe_server.cwd)["server"])
+
+
+def test_procfile_web_process_serves_under_honcho(server_project: Path, tmp_path: Path) -> None:
+    env = run_env(project_venv(server_project))
+    settings = {"FLASK_SECRET_KEY": SECRET, "WEB_CONCURRENCY": "3"}
+    with serve_under_honcho(server_project, tmp_path, env, **settings) as served:
+        assert_three_workers(served, answers(server_project)["server"])
+
+
+def test_gunicorn_binds_a_unix_socket_when_told(default_project: Path, tmp_path: Path) -> None:
     sock = tmp_path / "gunicorn.sock"
-    env = run_env(FLASK_SECRET_KEY=SECRET, GUNICORN_BIND=f"unix:{sock}")
+    env = production_env(project_venv(default_project), GUNICORN_BIND=f"unix:{sock}")
     server = start(server_command(default_project), default_project, env, tmp_path / "g.log")
     try:
 
-        def answers() -> bool:
+        def answering() -> bool:
             server.assert_alive()
             return http_get(sock, "/healthz").status == 200
 
-        eventually(answers, what=f"gunicorn answering on {sock}")
+        eventually(answering, what=f"gunicorn answering on {sock}")
         assert "Listening at: unix:" in server.output()
         # Behind nginx (a unix socket) nginx keeps the access log; gunicorn's is off.
         assert "GET /healthz" not in server.output()
@@ -68,62 +92,46 @@ def test_gunicorn_binds_a_unix_socket_when_told(
         assert stop(server) == 0
 
 
-def test_procfile_web_process_serves_under_honcho(
-    default_project: Path, run_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
-    with serve_under_honcho(
-        default_project, tmp_path, run_env(), FLASK_SECRET_KEY=SECRET, WEB_CONCURRENCY="3"
-    ) as served:
-        assert_serves(served)
-        served.wait_for_log("Booting worker with pid", count=3, timeout=10)
-    assert "gunicorn" in served.output()
-
-
-def test_waitress_serves_the_same_app(
-    default_project: Path, run_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
+def test_waitress_serves_the_same_app(default_project: Path, tmp_path: Path) -> None:
     port = free_port()
-    command = ["waitress-serve", f"--listen={LOOPBACK}:{port}", "wsgi:app"]
-    env = run_env(FLASK_SECRET_KEY=SECRET)
+    command = [part.format(host=LOOPBACK, port=port) for part in WAITRESS]
+    env = production_env(project_venv(default_project))
     with serve(default_project, tmp_path, env, command=command, port=port) as served:
         assert_serves(served)
 
 
-@pytest.mark.parametrize("server", ["gunicorn", "waitress"])
-def test_production_without_secret_refuses_with_one_line(
-    default_project: Path, run_env: Callable[..., dict[str, str]], server: str
-) -> None:
+@pytest.mark.parametrize("refusal", list(REFUSALS))
+def test_a_bad_setting_stops_the_start_with_one_line(server_project: Path, refusal: str) -> None:
+    unset, expected = REFUSALS[refusal]
     port = free_port()
-    command = server_command(default_project)
-    if server == "waitress":
-        command = ["waitress-serve", f"--listen={LOOPBACK}:{port}", "wsgi:app"]
-    result = subprocess.run(
-        command,
-        cwd=default_project,
-        env=run_env(PORT=str(port), HOST=LOOPBACK),
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 4, output
-    lines = [line for line in output.splitlines() if REFUSAL in line]
-    assert len(lines) == 1 and lines[0].startswith("FLASK_SECRET_KEY"), output
-    assert "Traceback" not in output
-    if server == "waitress":
-        assert result.stderr.strip().splitlines() == lines, "the whole of stderr: one line"
-    else:
-        # on_starting checked the app once, before any worker.
-        assert "Booting worker" not in output
+    env = production_env(project_venv(server_project), PORT=str(port), HOST=LOOPBACK) | unset
+    commands = [server_command(server_project)]
+    if refusal == "no-secret" and answers(server_project)["server"] == "gunicorn":
+        commands.append([part.format(host=LOOPBACK, port=port) for part in WAITRESS])
+    for command in commands:
+        result = subprocess.run(
+            command,
+            cwd=server_project,
+            env={name: value for name, value in env.items() if value is not None},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        output = (result.stdout + result.stderr).strip()
+        assert result.returncode == 4, output
+        # The whole output, besides gunicorn's "Starting gunicorn": one line, on stderr.
+        [line] = [line for line in output.splitlines() if "Starting gunicorn" not in line]
+        assert re.fullmatch(expected, line) and result.stderr.strip().endswith(line), output
+        # It stops before any worker starts (gunicorn's on_starting checks the app once).
+        for late in ("Traceback", "Booting worker", "Spawning worker", "Starting granian"):
+            assert late not in output, output
 
 
-def test_python_wsgi_py_serves_nothing(
-    default_project: Path, run_env: Callable[..., dict[str, str]]
-) -> None:
+def test_python_wsgi_py_serves_nothing(default_project: Path) -> None:
     result = subprocess.run(
         ["python", str(APPS / "watch_listen.py")],
         cwd=default_project,
-        env=run_env(FLASK_SECRET_KEY=SECRET),
+        env=production_env(project_venv(default_project)),
         capture_output=True,
         text=True,
         timeout=20,  # a server would block here until the timeout
@@ -132,27 +140,94 @@ def test_python_wsgi_py_serves_nothing(
     assert "LISTENED []" in result.stdout
 
 
-def test_sigterm_to_the_group_while_a_worker_boots_stops_at_once(
-    default_project: Path, run_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
-    """honcho and container runtimes signal the whole process group; a worker that gets
-    SIGTERM before its own handlers exist must not hold the stop for graceful_timeout."""
-    env = run_env(
-        FLASK_SECRET_KEY=SECRET,
+def test_sigterm_while_workers_start_stops_at_once(server_project: Path, tmp_path: Path) -> None:
+    project = server_project
+    command, workers, booting, kill = BOOTING[answers(project)["server"]]
+    env = production_env(
+        project_venv(project),
         PORT=str(free_port()),
         HOST=LOOPBACK,
-        WEB_CONCURRENCY="1",
+        WEB_CONCURRENCY=workers,
         GUNICORN_GRACEFUL_TIMEOUT="30",
     )
-    command = ["gunicorn", "-c", str(APPS / "slow_boot_gunicorn_conf.py"), "wsgi:app"]
-    server = start(command, default_project, env, tmp_path / "gunicorn.log")
+    process = start(command, project, env, tmp_path / "server.log")
     try:
-        server.wait_for_log("Booting worker")
-        signalled = time.monotonic()
-        os.killpg(server.pid, signal.SIGTERM)
-        returncode = server.wait(15)
-        took = time.monotonic() - signalled
+        process.wait_for_log(booting, timeout=30)
+        sent = time.monotonic()
+        kill(process.pid, signal.SIGTERM)
+        returncode = process.wait(40)
+        took = time.monotonic() - sent
     finally:
-        stop(server)
-    assert returncode == 0, server.output()
-    assert took < 5, f"stopped {took:.1f} s after SIGTERM (graceful_timeout 30):\n{server.output()}"
+        stop(process)
+    log = process.output()
+    assert returncode == 0 and "refused to gracefully stop" not in log, log
+    assert took < 5, f"stopped {took:.1f} s after SIGTERM (graceful_timeout 30):\n{log}"
+
+
+def test_renders_granian_instead_of_gunicorn_and_its_tests_pass(granian_project: Path) -> None:
+    project = granian_project
+    assert server_command(project) == ["python", "run_granian.py"]
+    assert (project / "run_granian.py").exists()
+    assert not (project / "gunicorn.conf.py").exists()
+    assert "granian==" in (project / "requirements.txt").read_text()
+    assert "gunicorn" not in (project / "requirements.txt").read_text()
+    assert (project / "Procfile").read_text().startswith("web: python run_granian.py\n")
+    unit = (project / "deploy/systemd/demo-shop.service").read_text()
+    assert "GRANIAN_UDS=/run/demo-shop/granian.sock" in unit
+    site = (project / "deploy/nginx/demo-shop.conf").read_text()
+    assert "server unix:/run/demo-shop/granian.sock fail_timeout=0;" in site
+    result = run_project_tests(project, run_env(project_venv(project)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_granian_finishes_in_flight_requests_on_sigterm(
+    granian_project: Path, tmp_path: Path
+) -> None:
+    copy = chaos_copy(granian_project, tmp_path / "app")
+    marks = tmp_path / "marks"  # a file for each /_chaos/sleep request as it starts
+    marks.mkdir()
+    env = production_env(project_venv(copy), WEB_CONCURRENCY="2", CHAOS_MARKS=str(marks))
+    with serve(copy, tmp_path / "logs", env, app="chaos_wsgi:app") as granian:
+        granian.wait_for_log("Started worker", count=2)
+        with ThreadPoolExecutor(3) as pool:
+            slow = [pool.submit(granian.get, "/_chaos/sleep?s=2", timeout=20) for _ in range(3)]
+            eventually(lambda: len(list(marks.iterdir())) == 3, what="3 requests in flight")
+            os.kill(granian.pid, signal.SIGTERM)
+            statuses = [future.result().status for future in slow]
+        assert statuses == [200, 200, 200]
+        assert granian.process.wait(timeout=30) == 0
+        assert worker_pids(granian.pid) == set()
+
+
+def test_granian_reloads_new_code_on_sighup_one_worker_at_a_time(
+    granian_project: Path, tmp_path: Path
+) -> None:
+    """`systemctl reload` (the unit's ExecReload sends SIGHUP), as the generated
+    README promises: new code served, and no request lost on the way."""
+    copy = copy_with_apps(granian_project, tmp_path / "app", "versioned_wsgi.py")
+    (copy / "probe_version.py").write_text('VERSION = "v1"\n')
+    env = production_env(project_venv(copy), WEB_CONCURRENCY="2")
+    with serve(copy, tmp_path, env, app="versioned_wsgi:app") as granian:
+        assert granian.get("/_probe/version").body == b"v1"
+        (copy / "probe_version.py").write_text('VERSION = "v2"\n')
+        with granian.load("/_probe/version", clients=4, seconds=60) as load:
+            load.wait_for(ok=50)
+            os.kill(granian.pid, signal.SIGHUP)
+            granian.wait_for_log("Stopped old worker", count=2, timeout=40)
+            load.wait_for(ok=load.ok + 50)
+        versions = {granian.get("/_probe/version").body for _ in range(20)}
+    assert versions == {b"v2"}, "every worker runs the new code"
+    assert load.failed == [], load.summary()
+
+
+def test_granian_behind_nginx_on_a_unix_socket(granian_project: Path, tmp_path: Path) -> None:
+    env = production_env(project_venv(granian_project))
+    with serve(granian_project, tmp_path, env, behind_nginx=True) as stack:
+        assert stack.get("/healthz").status == 200
+        static = stack.get("/static/style.css?v=0123456789ab")
+        assert static.status == 200
+        assert "max-age=31536000" in static.headers["cache-control"]
+        assert "granian" not in static.headers.get("server", "")
+        granian_log = stack.output()
+    assert "GET /healthz" in granian_log
+    assert "/static/style.css" not in granian_log, "nginx serves static files itself"

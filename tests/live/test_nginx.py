@@ -1,10 +1,10 @@
-"""nginx in front of gunicorn, proven live on loopback.
+"""nginx in front of the app server, proven live on loopback.
 
-The generated config passes `nginx -t` and gixy in every variant; a real nginx
-in front of a real gunicorn (over a unix socket, as on a host) forwards exactly
-what the app trusts, serves static files itself, refuses oversized bodies and
-unknown hosts, and keeps answering while slow clients hold connections open
-(recorded against gunicorn alone for contrast: harness/figures.py).
+The generated config passes `nginx -t` and gixy in every variant; a real nginx in
+front of a real gunicorn (over a unix socket, as on a host) forwards exactly what
+the app trusts, carries one request id end to end, serves static files itself,
+refuses oversized bodies and unknown hosts, and keeps answering while slow clients
+hold connections open (recorded against gunicorn alone for contrast: harness/figures.py).
 """
 
 from __future__ import annotations
@@ -12,31 +12,24 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
-import socket
+import re
+import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness import nginx
 from harness.chaos import probe_copy
 from harness.clients import Samples, SlowClients, hold_slow_clients, raw_request, sample_requests
 from harness.figures import record
-from harness.http import LOOPBACK, Response, free_port, http_get
-from harness.nginx import (
-    Site,
-    enable_tls,
-    gixy_issues,
-    localize,
-    nginx_test,
-    running_nginx,
-    self_signed_cert,
-)
+from harness.http import LOOPBACK, Response, free_port, http_get, https_get
+from harness.processes import wait_for_text
 from harness.render import render
 from harness.serving import Served, answers, serve
 from harness.tools import require_tool
@@ -61,25 +54,39 @@ BOTH = (
 )
 APP_HEADERS = ("content-security-policy", *BOTH)
 NGINX_HEADERS = ("x-frame-options", *BOTH)
+# Who answers: nginx's own answers, errors too (`always`), get its headers
+# (include/headers.conf); the app's get the app's (security.py), with
+# frame-ancestors instead of X-Frame-Options.
+ANSWERS = [
+    ("GET", "/", 200, APP_HEADERS),
+    ("GET", "/nowhere", 404, APP_HEADERS),
+    ("GET", "/healthz", 200, APP_HEADERS),
+    ("GET", "/static/style.css", 200, NGINX_HEADERS),
+    ("GET", "/static/missing.css", 404, NGINX_HEADERS),
+    ("POST", "/", 413, NGINX_HEADERS),
+]
 # Slow clients: far more than it takes to stall gunicorn alone (the README's figures).
 SLOW_CLIENTS = 50
 APP = "probe_wsgi:app"  # harness/apps/probe_wsgi.py: the app, plus what it sees
+UNKNOWN_HOST, NO_HOST = b"GET / HTTP/1.1\r\nHost: unknown.test\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n"
+RID = r"[0-9a-f]{32}"
+UNUSED = "unix:/tmp/cf-nginx-unused.sock"  # `nginx -t` never connects
 
 
-def exchange(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> Response:
-    """One GET over `conn` (closed after)."""
+def request(
+    port: int, path: str, headers: dict[str, str], method: str = "GET", source: str = LOOPBACK
+) -> tuple[Response, list[str]]:
+    """One request for DOMAIN to 127.0.0.1:`port` from the address `source`, a body
+    over the limit with POST; the response, and its header names with repeats."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10, source_address=(source, 0))
+    body = b"x" * (LIMIT_BYTES + 1) if method == "POST" else None
     try:
-        conn.request("GET", path, headers=headers)
+        conn.request(method, path, body=body, headers={**HOST, **headers})
         resp = conn.getresponse()
-        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+        sent = [(name.lower(), value) for name, value in resp.getheaders()]
+        return Response(resp.status, dict(sent), resp.read()), [name for name, _ in sent]
     finally:
         conn.close()
-
-
-def from_address(port: int, path: str, source: str, headers: dict[str, str]) -> Response:
-    """A GET for DOMAIN to 127.0.0.1:`port`, sent from the address `source`."""
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=5, source_address=(source, 0))
-    return exchange(conn, path, {**HOST, **headers})
 
 
 def run_with_slow_clients(port: int, seconds: float) -> tuple[Samples, SlowClients]:
@@ -91,7 +98,7 @@ def run_with_slow_clients(port: int, seconds: float) -> tuple[Samples, SlowClien
         return samples, slow.result(timeout=seconds + 10)
 
 
-# -- every variant: nginx -t and gixy ---------------------------------------------
+# -- every variant: nginx -t, gixy, systemd-analyze ---------------------------------
 
 VARIANTS = {
     "defaults": {},
@@ -101,80 +108,52 @@ VARIANTS = {
 }
 
 
-@dataclass
-class Variant:
-    project: Path
-    answers: dict[str, Any]
-    sites: dict[str, Site]  # "host" and, with Docker, "container"
-
-
-@pytest.fixture(scope="module", params=list(VARIANTS), ids=list(VARIANTS))
-def variant(
-    request: pytest.FixtureRequest, copie_session: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Variant:
-    project = render(copie_session, **VARIANTS[request.param])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_variant_passes_nginx_t_gixy_and_systemd_analyze(
+    variant: str, copie_session: Any, venv_bin: Path, tmp_path: Path
+) -> None:
+    project = render(copie_session, **VARIANTS[variant])
     recorded = answers(project)
-    sites = {}
-    for kind in ("host", "container") if recorded["with_docker"] else ("host",):
-        sites[kind] = localize(
-            project,
-            tmp_path_factory.mktemp(f"{request.param}-{kind}"),
-            recorded["project_slug"],
-            port=free_port(),
-            upstream="unix:/tmp/cf-nginx-unused.sock",  # `nginx -t` never connects
-            container=kind == "container",
-        )
-    return Variant(project, recorded, sites)
-
-
-def test_nginx_accepts_every_variant(variant: Variant) -> None:
-    assert (variant.project / "deploy/nginx/nginx.conf").exists() == variant.answers["with_docker"]
-    for kind, site in variant.sites.items():
-        result = nginx_test(site)
+    slug, docker = recorded["project_slug"], recorded["with_docker"]
+    nginx_dir = project / "deploy/nginx"
+    assert (nginx_dir / "nginx.conf").exists() == docker
+    for kind in ("host", "container") if docker else ("host",):
+        options = {"port": free_port(), "container": kind == "container"}
+        site = nginx.localize(project, tmp_path / kind, slug, upstream=UNUSED, **options)
+        result = nginx.nginx_test(site)
         assert result.returncode == 0, f"{kind}: {result.stderr}"
         site_conf = (site.root / "deploy/nginx/include/site.conf").read_text()
-        assert f"server_name {variant.answers['domain']};" in site_conf
-        assert f"client_max_body_size {variant.answers['max_body_size']};" in site_conf
-
-
-def test_gixy_finds_no_issue_in_any_variant(variant: Variant) -> None:
-    for kind, site in variant.sites.items():
-        issues = gixy_issues(site.main_conf)
+        assert f"server_name {recorded['domain']};" in site_conf
+        assert f"client_max_body_size {recorded['max_body_size']};" in site_conf
+        issues = nginx.gixy_issues(site.main_conf)
         assert issues == [], f"{kind}: " + json.dumps(issues, indent=2)
 
+    if docker:
+        # One source of truth: both configs include the same site and differ only in
+        # where gunicorn is (a unix socket on a host, TCP web:8000 in compose) and in
+        # the names dropped (compose also lets localhost through).
+        host = (nginx_dir / f"{slug}.conf").read_text()
+        container = (nginx_dir / "nginx.conf").read_text()
+        site = f"include /srv/{slug}/deploy/nginx/include/site.conf;"
+        assert site in host and site in container
+        catch_all = f"include /srv/{slug}/deploy/nginx/include/catch-all.conf;"
+        assert catch_all in host and catch_all not in container
+        # The upstream says whose server it is, not `<package>_app`.
+        upstream = f"upstream {recorded['package_name']}_gunicorn {{"
+        assert upstream in host and upstream in container
+        assert f"server unix:/run/{slug}/gunicorn.sock fail_timeout=0;" in host
+        assert "server web:8000 fail_timeout=0;" in container
+        for conf in (host, container):
+            assert "keepalive 32;" in conf and "keepalive_timeout 4s;" in conf
 
-def test_host_and_container_configs_share_the_server_blocks(live_project: Path) -> None:
-    """One source of truth: both configs include the same site and differ only
-    in where gunicorn is (a unix socket on a host, TCP web:8000 in compose) and
-    in the names dropped (compose also lets localhost through)."""
-    nginx_dir = live_project / "deploy/nginx"
-    host = (nginx_dir / f"{SLUG}.conf").read_text()
-    container = (nginx_dir / "nginx.conf").read_text()
-    site = f"include /srv/{SLUG}/deploy/nginx/include/site.conf;"
-    assert site in host and site in container
-    catch_all = f"include /srv/{SLUG}/deploy/nginx/include/catch-all.conf;"
-    assert catch_all in host and catch_all not in container
-    # The upstream says whose server it is, not `<package>_app`.
-    upstream = f"upstream {PACKAGE}_gunicorn {{"
-    assert upstream in host and upstream in container
-    assert f"server unix:/run/{SLUG}/gunicorn.sock fail_timeout=0;" in host
-    assert "server web:8000 fail_timeout=0;" in container
-    for conf in (host, container):
-        assert "keepalive 32;" in conf and "keepalive_timeout 4s;" in conf
-
-
-def test_systemd_unit_is_valid(variant: Variant, venv_bin: Path, tmp_path: Path) -> None:
-    analyze = require_tool("systemd-analyze")
-    slug = variant.answers["project_slug"]
-    text = (variant.project / f"deploy/systemd/{slug}.service").read_text()
+    text = (project / f"deploy/systemd/{slug}.service").read_text()
     assert f"Environment=GUNICORN_BIND=unix:/run/{slug}/gunicorn.sock" in text
     assert f"RuntimeDirectory={slug}\n" in text and f"User={slug}\n" in text
     # verify checks that ExecStart exists: point it at a real gunicorn.
     unit = tmp_path / f"{slug}.service"
     unit.write_text(text.replace(f"/srv/{slug}/.venv/bin/gunicorn", str(venv_bin / "gunicorn")))
-    result = subprocess.run(
-        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
-    )
+    verify = [require_tool("systemd-analyze"), "verify", str(unit)]
+    result = subprocess.run(verify, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
@@ -182,36 +161,37 @@ def test_systemd_unit_is_valid(variant: Variant, venv_bin: Path, tmp_path: Path)
 
 
 @pytest.fixture(scope="module")
-def live_project(copie_session: Any) -> Path:
-    return render(copie_session, domain=DOMAIN, max_body_size=LIMIT)
+def live_project(copie_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The probe in a project with this file's answers, a big stylesheet and a dotfile."""
+    rendered = render(copie_session, domain=DOMAIN, max_body_size=LIMIT)
+    project = probe_copy(rendered, tmp_path_factory.mktemp("live") / "project")
+    static = project / PACKAGE / "static"
+    (static / "big.css").write_text(
+        "".join(f".rule-{i} {{ margin: {i}px; }}\n" for i in range(200))
+    )
+    (static / ".secret").write_text("not for the web\n")
+    return project
 
 
 @pytest.fixture(scope="module")
 def stack(
     live_project: Path, venv_bin: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    """The probe under gunicorn on a unix socket, the project's nginx in front;
-    gunicorn's access log on, to prove what reached it."""
-    project = probe_copy(live_project, tmp_path_factory.mktemp("live") / "project")
-    static = project / PACKAGE / "static"
-    rules = (f".rule-{i} {{ margin: {i}px; }}\n" for i in range(200))
-    (static / "big.css").write_text("".join(rules))
-    (static / ".secret").write_text("not for the web\n")
+    """The probe under gunicorn on a unix socket (its access log on, to prove what
+    reached it), the project's nginx in front."""
     work = tmp_path_factory.mktemp("stack")
-    with serve(project, work, production_env(venv_bin), app=APP, behind_nginx=True) as served:
+    with serve(live_project, work, production_env(venv_bin), app=APP, behind_nginx=True) as served:
         yield served
         assert served.stop() == 0, served.output()
 
 
-def test_pages_and_health_go_through_nginx_to_gunicorn(stack: Served) -> None:
+def test_pages_health_and_static_files(stack: Served) -> None:
     response = stack.get("/healthz")
     assert response.status == 200 and json.loads(response.body) == {"status": "ok"}
     response = stack.get("/")
     assert response.status == 200 and b"<h1>Demo Shop</h1>" in response.body
     stack.wait_for_log('"GET / HTTP/1.')
 
-
-def test_static_files_come_from_nginx_with_long_cache_headers(stack: Served) -> None:
     assert stack.site is not None
     css = (stack.site.root / PACKAGE / "static/style.css").read_bytes()
     response = stack.get("/static/style.css")
@@ -223,15 +203,7 @@ def test_static_files_come_from_nginx_with_long_cache_headers(stack: Served) -> 
     assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert stack.get("/static/missing.css").status == 404
 
-    # A later request the app does see, then: the static ones never reached it.
-    stack.get("/healthz?after-static")
-    stack.wait_for_log("/healthz?after-static")
-    assert "/static/" not in stack.output()
-    assert "GET /static/style.css" in stack.site.access_log.read_text()
-
-
-def test_text_is_gzipped_above_a_kilobyte(stack: Served) -> None:
-    assert stack.site is not None
+    # Text above a kilobyte is gzipped.
     big = (stack.site.root / PACKAGE / "static/big.css").read_bytes()
     response = stack.get("/static/big.css", {"Accept-Encoding": "gzip"})
     assert response.status == 200 and response.headers.get("content-encoding") == "gzip"
@@ -240,21 +212,41 @@ def test_text_is_gzipped_above_a_kilobyte(stack: Served) -> None:
     small = stack.get("/static/style.css", {"Accept-Encoding": "gzip"})
     assert "content-encoding" not in small.headers, "under gzip_min_length: not worth it"
 
+    # A later request the app does see, then: the static ones never reached it.
+    stack.get("/healthz?after-static")
+    stack.wait_for_log("/healthz?after-static")
+    assert "/static/" not in stack.output()
+    assert "GET /static/style.css" in stack.site.access_log.read_text()
 
-def test_app_sees_the_client_as_nginx_reports_it(stack: Served) -> None:
+
+def test_one_request_id_in_the_response_the_app_log_and_both_access_logs(stack: Served) -> None:
+    forged = "chosen-by-the-client-0001"
+    response = stack.get("/_probe/log", {"X-Request-ID": forged})
+    rid = response.headers.get("x-request-id")
+    assert response.status == 200
+    # nginx replaced the client's id with its own $request_id.
+    assert rid != forged and re.fullmatch(RID, rid or ""), rid
+    stack.wait_for_log(rf"\[{rid}\] order placed", regex=True)
+    # gunicorn writes its access line after the response: wait for it too.
+    access = rf"\[{rid}\] .*\"GET /_probe/log HTTP/1.[01]\" 200 .*\d+ms"
+    app_log = stack.wait_for_log(access, regex=True)
+    assert stack.site is not None
+    nginx_line = wait_for_text(stack.site.access_log, rf"request_id={rid}")
+    assert re.search(rf"GET /_probe/log .*request_id={rid} request_time=[\d.]+", nginx_line)
+    assert forged not in app_log
+
+
+def test_app_sees_the_client_as_nginx_reports_it_and_no_forged_header(stack: Served) -> None:
     # From 127.0.0.2: an address only X-Forwarded-For can have told the app
     # (gunicorn itself sees a unix-socket peer, not an IP).
-    response = from_address(stack.port, "/_probe", "127.0.0.2", {})
-    assert response.status == 200
-    assert json.loads(response.body) == {
+    seen = {
         "scheme": "http",
         "remote_addr": "127.0.0.2",
         "host": DOMAIN,
         "external_url": f"http://{DOMAIN}/_probe",
     }
-
-
-def test_forged_forwarding_headers_are_not_trusted(stack: Served) -> None:
+    response, _ = request(stack.port, "/_probe", {}, source="127.0.0.2")
+    assert (response.status, json.loads(response.body)) == (200, seen)
     forged = {
         "X-Forwarded-For": "203.0.113.9",
         "X-Forwarded-Host": "evil.test",
@@ -264,12 +256,8 @@ def test_forged_forwarding_headers_are_not_trusted(stack: Served) -> None:
         "X-Forwarded-Ssl": "on",
         "X-Forwarded-Protocol": "ssl",
     }
-    response = from_address(stack.port, "/_probe", "127.0.0.2", forged)
-    assert response.status == 200, response.body
-    seen = json.loads(response.body)
-    assert seen["remote_addr"] == "127.0.0.2", "only the hop nginx adds is trusted"
-    assert seen["scheme"] == "http"
-    assert seen["external_url"] == f"http://{DOMAIN}/_probe"
+    response, _ = request(stack.port, "/_probe", forged, source="127.0.0.2")
+    assert (response.status, json.loads(response.body)) == (200, seen), "only nginx's hop"
 
 
 def test_body_over_the_limit_gets_413_and_never_reaches_the_app(stack: Served) -> None:
@@ -280,9 +268,8 @@ def test_body_over_the_limit_gets_413_and_never_reaches_the_app(stack: Served) -
     ).encode()
     began = time.monotonic()
     answer = raw_request(stack.port, head)
-    took = time.monotonic() - began
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    assert took < 1
+    assert time.monotonic() - began < 1
 
     # Just under the limit passes, whole, to the app.
     size = LIMIT_BYTES - 1024
@@ -292,64 +279,34 @@ def test_body_over_the_limit_gets_413_and_never_reaches_the_app(stack: Served) -
     assert log.count("POST /_probe/upload") == 1
 
 
-@pytest.mark.parametrize(
-    "head",
-    [
-        b"GET / HTTP/1.1\r\nHost: unknown.test\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
-        b"GET / HTTP/1.0\r\n\r\n",
-    ],
-    ids=["other-name", "ip-address", "localhost", "no-host"],
-)
-def test_unknown_hosts_are_dropped_without_an_answer(stack: Served, head: bytes) -> None:
-    """The host site answers to its domain alone (only compose's adds localhost)."""
-    answer = raw_request(stack.port, head, whole=True)
-    assert answer == b"", "444: the connection closes, nothing is sent"
+def test_unknown_hosts_dotfiles_and_the_error_page_get_nothing(stack: Served) -> None:
+    # The host site answers to its domain alone (only compose's adds localhost):
+    # 444, the connection closes and nothing is sent.
+    for name in (b"127.0.0.1", b"localhost"):
+        assert (
+            raw_request(stack.port, UNKNOWN_HOST.replace(b"unknown.test", name), whole=True) == b""
+        )
+    for head in (UNKNOWN_HOST, NO_HOST):
+        assert raw_request(stack.port, head, whole=True) == b"", head
+    for path in ("/.env", "/.git/config", "/static/.secret", "/50x.html"):
+        response = stack.get(path)
+        assert response.status in (403, 404) and b"not for the web" not in response.body
+        assert path not in stack.output()
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "status", "owner"),
-    [
-        ("GET", "/", 200, "app"),
-        ("GET", "/nowhere", 404, "app"),
-        ("GET", "/healthz", 200, "app"),
-        ("GET", "/static/style.css", 200, "nginx"),
-        ("GET", "/static/missing.css", 404, "nginx"),
-        ("POST", "/", 413, "nginx"),  # errors too (`always`)
-    ],
-)
 def test_each_security_header_comes_once_from_one_layer_and_no_server_version(
-    stack: Served, method: str, path: str, status: int, owner: str
+    stack: Served,
 ) -> None:
-    # nginx's own answers get its headers (include/headers.conf); the app's
-    # get the app's (security.py), with frame-ancestors instead of X-Frame-Options.
-    body = b"x" * (LIMIT_BYTES + 1) if method == "POST" else None
-    conn = http.client.HTTPConnection(LOOPBACK, stack.port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=HOST)
-        response = conn.getresponse()
-        response.read()
-        sent = [(name.lower(), value) for name, value in response.getheaders()]
-    finally:
-        conn.close()
-    assert response.status == status
-    names, headers = [name for name, _ in sent], dict(sent)
-    expected = APP_HEADERS if owner == "app" else NGINX_HEADERS
-    for name in {*APP_HEADERS, *NGINX_HEADERS, "strict-transport-security"}:
-        assert names.count(name) == (name in expected), (name, names)
-    wanted = {name: value for name, value in SECURITY_HEADERS.items() if name in expected}
-    assert {name: headers[name] for name in wanted} == wanted
-    if owner == "app":
-        assert "frame-ancestors 'none'" in headers["content-security-policy"]
-    assert headers["server"] == "nginx", "server_tokens off: no version"
-
-
-@pytest.mark.parametrize("path", ["/.env", "/.git/config", "/static/.secret", "/50x.html"])
-def test_dotfiles_and_the_error_page_are_not_served(stack: Served, path: str) -> None:
-    response = stack.get(path)
-    assert response.status in (403, 404) and b"not for the web" not in response.body
-    assert path not in stack.output()
+    for method, path, status, expected in ANSWERS:
+        response, names = request(stack.port, path, {}, method)
+        assert response.status == status, path
+        for name in {*APP_HEADERS, *NGINX_HEADERS, "strict-transport-security"}:
+            assert names.count(name) == (name in expected), (path, name, names)
+        wanted = {name: value for name, value in SECURITY_HEADERS.items() if name in expected}
+        assert {name: response.headers[name] for name in wanted} == wanted, path
+        if expected == APP_HEADERS:
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["server"] == "nginx", "server_tokens off: no version"
 
 
 def test_slow_clients_do_not_slow_the_site_behind_nginx(stack: Served) -> None:
@@ -376,9 +333,8 @@ def test_slow_clients_against_gunicorn_alone_are_recorded(
     """The contrast, recorded as a figure: the same gunicorn, exposed on TCP
     without nginx. How well gunicorn copes is gunicorn's business (a release
     can change it), so the test asserts only that it survives and serves after."""
-    project = probe_copy(live_project, tmp_path / "project")
     seconds = 8
-    with serve(project, tmp_path, production_env(venv_bin), app=APP) as alone:
+    with serve(live_project, tmp_path, production_env(venv_bin), app=APP) as alone:
         samples, _ = run_with_slow_clients(alone.port, seconds)
         # The slow clients are gone: gunicorn answers again.
         after = eventually(lambda: alone.get("/healthz"), what="an answer after the slow clients")
@@ -395,22 +351,19 @@ def test_slow_clients_against_gunicorn_alone_are_recorded(
     assert returncode == 0, alone.output()
 
 
-@pytest.fixture
-def other_site(live_project: Path, tmp_path: Path) -> Callable[..., Site]:
-    """`other_site(upstream, **localize_options)`: the live project's config
-    localized again, to run a second nginx against `upstream`."""
-
-    def localized(upstream: Path, **options: Any) -> Site:
-        return localize(
-            live_project, tmp_path, SLUG, port=free_port(), upstream=f"unix:{upstream}", **options
-        )
-
-    return localized
+# -- a second nginx with the same config, changed -----------------------------------
 
 
-def test_error_page_when_gunicorn_is_down(other_site: Callable[..., Site]) -> None:
-    site = other_site(Path("/tmp/cf-nginx-nobody-listens.sock"))
-    with running_nginx(site, DOMAIN):
+def other_site(project: Path, work: Path, upstream: Path, **options: Any) -> nginx.Site:
+    """The project's config localized again, for a second nginx in front of `upstream`."""
+    return nginx.localize(
+        project, work, SLUG, port=free_port(), upstream=f"unix:{upstream}", **options
+    )
+
+
+def test_error_page_when_gunicorn_is_down(live_project: Path, tmp_path: Path) -> None:
+    site = other_site(live_project, tmp_path, Path("/tmp/cf-nginx-nobody-listens.sock"))
+    with nginx.running_nginx(site, DOMAIN):
         response = http_get(site.port, "/", HOST)
     assert response.status == 502
     assert b"Temporarily unavailable" in response.body, "our page, not nginx's"
@@ -418,11 +371,12 @@ def test_error_page_when_gunicorn_is_down(other_site: Callable[..., Site]) -> No
 
 
 def test_container_config_serves_the_same_site(
-    stack: Served, other_site: Callable[..., Site]
+    stack: Served, live_project: Path, tmp_path: Path
 ) -> None:
     """The container's nginx.conf, with gunicorn's address made local."""
-    site = other_site(stack.socket, container=True)
-    with running_nginx(site, DOMAIN):
+    assert stack.socket is not None
+    site = other_site(live_project, tmp_path, stack.socket, container=True)
+    with nginx.running_nginx(site, DOMAIN):
         response = http_get(site.port, "/static/style.css", HOST)
         assert response.status == 200 and response.headers["cache-control"] == "no-cache"
         assert http_get(site.port, "/", HOST).status == 200
@@ -435,43 +389,54 @@ def test_container_config_serves_the_same_site(
             assert "frame-ancestors 'none'" in response.headers["content-security-policy"], local
             assert b"<h1>Demo Shop</h1>" in response.body
         # Every other name, and no name, is still dropped.
-        for head in (b"GET / HTTP/1.1\r\nHost: unknown.test\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n"):
+        for head in (UNKNOWN_HOST, NO_HOST):
             assert raw_request(site.port, head, whole=True) == b"", head
 
 
-def https_get(port: int, path: str, server_name: str, cafile: Path) -> Response:
-    """GET over TLS to 127.0.0.1:`port`, sending `server_name` as SNI and Host."""
-    context = ssl.create_default_context(cafile=str(cafile))
-    with socket.create_connection((LOOPBACK, port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname=server_name) as tls:
-            conn = http.client.HTTPConnection(server_name)
-            conn.sock = tls  # http.client over the socket we opened
-            return exchange(conn, path, {"Host": server_name})
-
-
-def test_tls_lines_work_once_switched_on(
-    stack: Served, other_site: Callable[..., Site], tmp_path: Path
-) -> None:
+def test_tls_lines_work_once_switched_on(stack: Served, live_project: Path, tmp_path: Path) -> None:
     """HTTPS switched on as the README tells a host to (include/https.conf), with a
     throwaway certificate: the app then sees https, by X-Forwarded-Proto alone."""
-    site = other_site(stack.socket)
-    tls_port = free_port()
-    cert, key = self_signed_cert(tmp_path, DOMAIN)
-    enable_tls(site, SLUG, DOMAIN, tls_port, cert, key)
-    result = nginx_test(site)
+    assert stack.socket is not None
+    site = other_site(live_project, tmp_path, stack.socket)
+    cert, key = nginx.self_signed_cert(tmp_path, DOMAIN)
+    nginx.enable_tls(site, SLUG, DOMAIN, cert, key)
+    result = nginx.nginx_test(site)
     assert result.returncode == 0, result.stderr
-    with running_nginx(site, DOMAIN):
-        response = https_get(tls_port, "/_probe", DOMAIN, cert)
+    with nginx.running_nginx(site, DOMAIN):
+        response = https_get(site.tls_port, "/_probe", DOMAIN, cert)
         assert response.status == 200
         seen = json.loads(response.body)
         assert (seen["scheme"], seen["external_url"]) == ("https", f"https://{DOMAIN}/_probe")
         assert response.headers["strict-transport-security"] == "max-age=31536000"
-
         response = http_get(site.port, "/healthz?x=1", HOST)
-        assert (response.status, response.headers["location"]) == (
-            301,
-            f"https://{DOMAIN}/healthz?x=1",
-        )
-
+        moved = (response.status, response.headers["location"])
+        assert moved == (301, f"https://{DOMAIN}/healthz?x=1")
         with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
-            https_get(tls_port, "/", "unknown.test", cert)
+            https_get(site.tls_port, "/", "unknown.test", cert)
+
+
+def stylesheet_url(page: bytes) -> str:
+    found = re.search(rb'<link rel="stylesheet" href="([^"]+)"', page)
+    assert found, page
+    return found.group(1).decode()
+
+
+def test_a_changed_stylesheet_gets_a_new_url_after_a_restart(
+    stack: Served, live_project: Path, venv_bin: Path, tmp_path: Path
+) -> None:
+    old_url = stylesheet_url(stack.get("/").body)
+    old = stack.get(old_url)
+    assert old.status == 200
+    assert old.headers["cache-control"] == "public, max-age=31536000, immutable"
+    # Unchanged, the URL stays the same: browsers keep using their copy.
+    assert stylesheet_url(stack.get("/").body) == old_url
+
+    project = shutil.copytree(live_project, tmp_path / "project")
+    css = project / PACKAGE / "static" / "style.css"
+    css.write_text(css.read_text() + "\nh1 { color: rebeccapurple; }\n")
+    env = production_env(venv_bin)
+    with serve(project, tmp_path / "after", env, app=APP, behind_nginx=True) as after:  # the deploy
+        new_url = stylesheet_url(after.get("/").body)
+        fetched = after.get(new_url)
+    assert new_url != old_url and new_url.startswith("/static/style.css?v=")
+    assert fetched.status == 200 and b"rebeccapurple" in fetched.body
