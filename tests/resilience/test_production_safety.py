@@ -12,46 +12,28 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from harness.chaos import CRASH_MARKER, chaos_copy, worker_pids
+from harness.chaos import CRASH_MARKER, worker_pids
 from harness.clients import raw_request
 from harness.figures import record
 from harness.http import http_get
 from harness.processes import wait_for_text
-from harness.serving import Served, serve
-from harness.venvs import production_env
+from harness.serving import Served
 
 # What must never reach a client: the exception, its message, the code.
 LEAKS = [CRASH_MARKER, "hunter2", "Traceback", "RuntimeError", "chaos_routes", 'File "']
 
 
-ChaosServer = Callable[..., AbstractContextManager[Served]]
+Chaos = Callable[..., AbstractContextManager[Served]]
 
 
 @pytest.fixture(scope="module")
-def chaos_server(
-    default_project: Path, venv_bin: Path, tmp_path_factory: pytest.TempPathFactory
-) -> ChaosServer:
-    """`chaos_server(nginx, split_stderr, **settings)`: the chaos app under gunicorn,
-    production settings plus `settings`."""
-    project = chaos_copy(default_project, tmp_path_factory.mktemp("safety") / "project")
-
-    def start(nginx: bool = False, split_stderr: bool = False, **settings: str) -> Any:
-        env = production_env(venv_bin, **{"WEB_CONCURRENCY": "2"} | settings)
-        logs, app = tmp_path_factory.mktemp("logs"), "chaos_wsgi:app"
-        return serve(project, logs, env, app=app, behind_nginx=nginx, split_stderr=split_stderr)
-
-    return start
-
-
-@pytest.fixture(scope="module")
-def production(chaos_server: ChaosServer) -> Iterator[Served]:
+def production(chaos: Chaos) -> Iterator[Served]:
     """Production as shipped (the generated defaults and a secret), stdout (the access log) and
     stderr (the error log) in separate files."""
-    with chaos_server(split_stderr=True) as served:
+    with chaos(split_stderr=True) as served:
         yield served
 
 
@@ -112,10 +94,10 @@ def test_production_hides_errors_and_the_debugger_and_secures_the_session_cookie
     assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Lax", flags
 
 
-def test_a_stray_flask_debug_reaches_no_debugger(chaos_server: ChaosServer) -> None:
+def test_a_stray_flask_debug_reaches_no_debugger(chaos: Chaos) -> None:
     # FLASK_DEBUG only configures Flask; the debugger needs `flask run` or app.run(), which a
     # server like gunicorn never calls.
-    with chaos_server(WEB_CONCURRENCY="1", FLASK_DEBUG="1") as served:
+    with chaos(WEB_CONCURRENCY="1", FLASK_DEBUG="1") as served:
         assert not (problems := debugger_problems(served.port)), problems
 
 
@@ -147,31 +129,29 @@ def test_production_has_no_default_secret_key(
 
 
 # Raw requests, each wrong in one way; {host} is the site's name.
+GET = b"GET / HTTP/1.1\r\nHost: {host}\r\n"
+POST = b"POST / HTTP/1.1\r\nHost: {host}\r\n"
 HOSTILE = {
-    "header of 10 KB": b"GET / HTTP/1.1\r\nHost: {host}\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n",
-    # More than nginx's 32 kB of headers and gunicorn's limit_request_fields (a
-    # hundred or so are a normal request: they reach the app).
-    "9,000 headers": b"GET / HTTP/1.1\r\nHost: {host}\r\n"
-    + b"".join(b"X-H%d: 1\r\n" % i for i in range(9000))
-    + b"\r\n",
+    "header of 10 KB": GET + b"X-Big: " + b"a" * 10_000 + b"\r\n\r\n",
+    # More than nginx's 32 kB of headers and gunicorn's limit_request_fields (a hundred or so
+    # are a normal request: they reach the app).
+    "9,000 headers": GET + b"".join(b"X-H%d: 1\r\n" % i for i in range(9000)) + b"\r\n",
     "request line of 10 KB": b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: {host}\r\n\r\n",
-    "two Host headers": b"GET / HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\n\r\n",
+    "two Host headers": GET + b"Host: evil.example\r\n\r\n",
     "Host with a control byte": b"GET / HTTP/1.1\r\nHost: ev\x01il.example\r\n\r\n",
     "Host with a space": b"GET / HTTP/1.1\r\nHost: evil example\r\n\r\n",
     "unknown Host": b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n",
     "TLS handshake on the HTTP port": b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"
-    + b"\x00" * 50
+    + bytes(50)
     + b"\r\n\r\n",
     "invalid method": b"G@T / HTTP/1.1\r\nHost: {host}\r\n\r\n",
     "invalid version": b"GET / HTTP/1.1.1\r\nHost: {host}\r\n\r\n",
-    "NUL in a header": b"GET / HTTP/1.1\r\nHost: {host}\r\nX-A: a\x00b\r\n\r\n",
-    "Content-Length and chunked (smuggling)": b"POST / HTTP/1.1\r\nHost: {host}\r\n"
-    b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    "two Content-Lengths": b"POST / HTTP/1.1\r\nHost: {host}\r\n"
-    b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-    "invalid chunk size": b"POST / HTTP/1.1\r\nHost: {host}\r\n"
-    b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n",
-    "obsolete line folding": b"GET / HTTP/1.1\r\nHost: {host}\r\nX-A: a\r\n b\r\n\r\n",
+    "NUL in a header": GET + b"X-A: a\x00b\r\n\r\n",
+    "Content-Length and chunked (smuggling)": POST
+    + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "two Content-Lengths": POST + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    "invalid chunk size": POST + b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n",
+    "obsolete line folding": GET + b"X-A: a\r\n b\r\n\r\n",
     "path traversal": b"GET /static/../../etc/passwd HTTP/1.1\r\nHost: {host}\r\n\r\n",
 }
 CLOSED = 0  # the connection closed without an answer (nginx's 444)
@@ -184,12 +164,12 @@ def status_of(port: int, request: bytes, host: str) -> int:
 
 @pytest.mark.parametrize("behind_nginx", [False, True], ids=["gunicorn-alone", "nginx"])
 def test_hostile_input_gets_4xx_and_kills_no_worker(
-    chaos_server: ChaosServer, production: Served, behind_nginx: bool
+    chaos: Chaos, production: Served, behind_nginx: bool
 ) -> None:
     # Without nginx, Host names are for the app to check: Flask's TRUSTED_HOSTS refuses the
     # others with a 400. nginx drops requests for other host names without an answer (444).
     trusted = {} if behind_nginx else {"FLASK_TRUSTED_HOSTS": '["example.com"]'}
-    with chaos_server(behind_nginx, **trusted) as served:
+    with chaos("nginx" if behind_nginx else "gthread", **trusted) as served:
         host = served.host or "example.com"
         before = served.workers(2)
         statuses = {name: status_of(served.port, raw, host) for name, raw in HOSTILE.items()}

@@ -16,43 +16,19 @@ from typing import Any
 
 import pytest
 
-from harness.chaos import chaos_copy, connections_held, wait_for_workers, worker_pids
+from harness.chaos import connections_held, wait_for_workers, worker_pids
 from harness.figures import record
 from harness.load import Outcome
-from harness.serving import Served, serve
-from harness.venvs import production_env
+from harness.serving import Served
 from harness.waiting import eventually
 
-# 2 workers whatever the machine's CPUs; figures name what gunicorn resolved (Served.label).
-GTHREAD = {"WEB_CONCURRENCY": "2"}
-SYNC = {"WEB_CONCURRENCY": "2", "GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"}
-# stack: (behind nginx, settings)
-STACKS = {"gthread": (False, GTHREAD), "sync": (False, SYNC), "nginx": (True, GTHREAD)}
 # No access log, and no recycling unless asked: worker PIDs change only by what the test does.
 QUIET = {"GUNICORN_ACCESS_LOG": "", "GUNICORN_MAX_REQUESTS": "0"}
 
-Serve = Callable[..., AbstractContextManager[Served]]
+Chaos = Callable[..., AbstractContextManager[Served]]
 
 
-@pytest.fixture(scope="module")
-def chaos_project(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return chaos_copy(default_project, tmp_path_factory.mktemp("chaos") / "project")
-
-
-@pytest.fixture
-def gunicorn(chaos_project: Path, venv_bin: Path, tmp_path: Path) -> Serve:
-    """`gunicorn(stack, **settings)`: alone on a loopback port, or behind the project's nginx
-    config on a unix socket, as deployed on a host."""
-
-    def start(stack: str, **settings: str) -> AbstractContextManager[Served]:
-        behind_nginx, workers = STACKS[stack]
-        env = production_env(venv_bin, **QUIET | workers | settings)
-        return serve(chaos_project, tmp_path, env, app="chaos_wsgi:app", behind_nginx=behind_nginx)
-
-    return start
-
-
-def sighup(served: Served, key: str) -> None:
+def sighup(served: Served) -> None:
     old = served.workers(2)
     with served.load(clients=4) as load:
         load.wait_for(ok=100)
@@ -65,7 +41,7 @@ def sighup(served: Served, key: str) -> None:
         load.wait_for(ok=100)  # and the new workers serve
     served.wait_for_log("Handling signal: hup")
     record(
-        key,
+        "02-sighup-nginx" if served.nginx else "01-sighup",
         "SIGHUP to the master, 4 clients looping",
         served.label,
         f"{len(load.failed)} failed of {len(load.outcomes)}; "
@@ -92,7 +68,7 @@ class Kill:
         return o.started <= self.stopped + self.respawn and o.ended >= self.stopped
 
 
-def kill_9(served: Served, key: str, sync: bool = False) -> None:
+def kill_9(served: Served, sync: bool) -> None:
     """SIGKILL one worker KILLS times while 4 clients loop. Each victim is first frozen with
     SIGSTOP, so that it accepts nothing more while its connections are counted."""
     kills = []
@@ -128,7 +104,7 @@ def kill_9(served: Served, key: str, sync: bool = False) -> None:
     lost = ", ".join(f"{n} of {kill.held}" for n, kill in zip(per_kill, kills, strict=True))
     respawn = max(kill.respawn for kill in kills)
     record(
-        key,
+        "04-kill9-nginx" if served.nginx else f"03-kill9-{'sync' if sync else 'gthread'}",
         f"kill -9 of one worker, {KILLS} times, 4 clients looping",
         served.label,
         f"{len(load.failed)} failed of {len(load.outcomes)} ({load.failure_kinds()}); "
@@ -166,31 +142,24 @@ def sigterm_in_flight(served: Served, marks: Path) -> None:
     assert stopped_in < 30
 
 
-@pytest.mark.parametrize(
-    ("stack", "keys"),
-    [
-        ("gthread", ["01-sighup", "03-kill9-gthread", "05-sigterm-in-flight"]),
-        ("nginx", ["02-sighup-nginx", "04-kill9-nginx"]),
-        ("sync", ["03-kill9-sync"]),
-    ],
-)
+@pytest.mark.parametrize("stack", ["gthread", "nginx", "sync"])
 def test_sighup_kill_9_and_sigterm_lose_no_request_but_the_victims(
-    gunicorn: Serve, tmp_path: Path, stack: str, keys: list[str]
+    chaos: Chaos, tmp_path: Path, stack: str
 ) -> None:
     marks = tmp_path / "marks"  # each /_chaos/sleep request leaves a file as it starts
     marks.mkdir()
-    with gunicorn(stack, CHAOS_MARKS=str(marks)) as served:
-        if "sighup" in keys[0]:
-            sighup(served, keys[0])
-        kill_9(served, next(key for key in keys if "kill9" in key), sync=stack == "sync")
-        if "05-sigterm-in-flight" in keys:
+    with chaos(stack, **QUIET, CHAOS_MARKS=str(marks)) as served:
+        if stack != "sync":
+            sighup(served)
+        kill_9(served, sync=stack == "sync")
+        if stack == "gthread":
             sigterm_in_flight(served, marks)
 
 
 @pytest.mark.parametrize("stack", ["gthread", "sync"])
-def test_sigterm_and_the_listen_queue(gunicorn: Serve, stack: str) -> None:
+def test_sigterm_and_the_listen_queue(chaos: Chaos, stack: str) -> None:
     count, clients = (5 if stack == "sync" else 2), 8
-    with gunicorn(stack, WEB_CONCURRENCY=str(count)) as served:
+    with chaos(stack, **QUIET, WEB_CONCURRENCY=str(count)) as served:
         served.workers(count)
         with served.load("/_chaos/sleep?s=0.05", clients=clients, timeout=10) as load:
             load.wait_for(ok=40)
@@ -224,14 +193,9 @@ def test_sigterm_and_the_listen_queue(gunicorn: Serve, stack: str) -> None:
 TIMEOUT = 2  # GUNICORN_TIMEOUT for these tests (the generated default is longer)
 
 
-@pytest.mark.parametrize(
-    ("stack", "key"),
-    [("gthread", "07-stuck-gthread"), ("sync", "07-stuck-sync"), ("nginx", "08-stuck-nginx")],
-)
-def test_a_stuck_request_gets_its_worker_replaced_and_a_bare_500(
-    gunicorn: Serve, stack: str, key: str
-) -> None:
-    with gunicorn(stack, GUNICORN_TIMEOUT=str(TIMEOUT)) as served:
+@pytest.mark.parametrize("stack", ["gthread", "sync", "nginx"])
+def test_a_stuck_request_gets_its_worker_replaced_and_a_bare_500(chaos: Chaos, stack: str) -> None:
+    with chaos(stack, **QUIET, GUNICORN_TIMEOUT=str(TIMEOUT)) as served:
         before = served.workers(2)
         with served.load(clients=2) as load:
             load.wait_for(ok=20)
@@ -256,7 +220,7 @@ def test_a_stuck_request_gets_its_worker_replaced_and_a_bare_500(
     restarts = log.count(line)
     shown = answer if isinstance(answer, str) else f"HTTP {answer.status}"
     record(
-        key,
+        "08-stuck-nginx" if served.nginx else f"07-stuck-{stack}",
         f"a request that blocks past timeout ({TIMEOUT} s), 2 clients looping",
         served.label,
         f"{restarts} worker replaced; stuck client got {shown} after {waited:.1f} s; "
@@ -274,10 +238,10 @@ def test_a_stuck_request_gets_its_worker_replaced_and_a_bare_500(
     assert restarts == 1, log
 
 
-def test_max_requests_recycles_workers_without_failing_a_request(gunicorn: Serve) -> None:
+def test_max_requests_recycles_workers_without_failing_a_request(chaos: Chaos) -> None:
     recycles = 8  # limits far below the generated defaults, so that workers recycle often
     limits = {"GUNICORN_MAX_REQUESTS": "50", "GUNICORN_MAX_REQUESTS_JITTER": "25"}
-    with gunicorn("gthread", **limits) as served:
+    with chaos("gthread", **QUIET | limits) as served:
         seen = set(served.workers(2))
 
         def recycled() -> bool:
