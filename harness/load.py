@@ -9,7 +9,7 @@ import http.client
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from harness.http import LOOPBACK
 from harness.waiting import eventually
@@ -28,31 +28,28 @@ class Outcome:
         return self.status == 200
 
 
+@dataclass(eq=False)
 class Load:
     """Use as a context manager; read the outcomes after `stop()` (or exit)."""
 
-    def __init__(
-        self,
-        port: int,
-        path: str = "/healthz",
-        *,
-        clients: int = 4,
-        seconds: float = 20.0,
-        per_client: int = 20_000,
-        timeout: float = 10.0,
-        pause: float = 0.002,
-        host: str | None = None,
-    ) -> None:
-        self.port, self.path, self.seconds, self.per_client = port, path, seconds, per_client
-        self.timeout, self.pause = timeout, pause
-        # Behind nginx the Host header picks the site (other names are dropped).
-        self.headers = {"Connection": "close", **({"Host": host} if host else {})}
+    port: int
+    path: str = "/healthz"
+    _: KW_ONLY
+    clients: int = 4
+    seconds: float = 20.0
+    per_client: int = 20_000
+    timeout: float = 10.0
+    pause: float = 0.002
+    host: str | None = None  # behind nginx the Host header picks the site
+
+    def __post_init__(self) -> None:
+        self.headers = {"Connection": "close", **({"Host": self.host} if self.host else {})}
         self._outcomes: list[Outcome] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._client, name=f"load-{i}", daemon=True)
-            for i in range(clients)
+            for i in range(self.clients)
         ]
 
     def __enter__(self) -> Load:
