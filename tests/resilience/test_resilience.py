@@ -61,6 +61,7 @@ NGINX_LOSSES_PER_KILL = 4
 @dataclass(frozen=True)
 class Kill:
     stopped: float  # time.time(), Load's clock, when the victim was frozen (SIGSTOP)
+    victim: int
     held: int  # client connections the victim held then: all it can take with it
     respawn: float  # seconds until the master had forked a replacement
 
@@ -87,7 +88,7 @@ def kill_9(served: Served, sync: bool) -> None:
                 f"respawn after killing {victim}",
                 timeout=10,
             )
-            kills.append(Kill(stopped, held, time.time() - stopped))
+            kills.append(Kill(stopped, victim, held, time.time() - stopped))
             load.wait_for(ok=50)  # the survivors and the new worker serve
     # A failure belongs to the kill it overlapped (in flight between SIGSTOP and the respawn:
     # behind nginx, a request on a kept connection to the victim just after SIGKILL fails too).
