@@ -92,13 +92,10 @@ def kill_9(served: Served, sync: bool) -> None:
             load.wait_for(ok=50)  # the survivors and the new worker serve
     # A failure belongs to the kill it overlapped (in flight between SIGSTOP and the respawn:
     # behind nginx, a request on a kept connection to the victim just after SIGKILL fails too).
-    per_kill, unexplained = [0] * KILLS, []
-    for o in load.failed:
-        hit = [i for i, k in enumerate(kills) if k.overlaps(o)]
-        if hit:
-            per_kill[hit[0]] += 1
-        else:
-            unexplained.append(o)
+    failed = load.failed
+    hits = [next((i for i, k in enumerate(kills) if k.overlaps(o)), None) for o in failed]
+    per_kill = [hits.count(i) for i in range(KILLS)]
+    unexplained = [o for o, hit in zip(failed, hits, strict=True) if hit is None]
     # A killed worker takes the connections it holds: one at most for sync, those its threads
     # serve (and any it accepted greedily) for gthread; the listen queue's are served.
     limit = NGINX_LOSSES_PER_KILL if served.nginx else None
@@ -124,8 +121,7 @@ def kill_9(served: Served, sync: bool) -> None:
 
 def sigterm_in_flight(served: Served, marks: Path) -> None:
     in_flight = 8  # fewer than the 2 workers' threads: each request is in a thread
-    load = served.load("/_chaos/sleep?s=3", clients=in_flight, per_client=1, timeout=20)
-    with load:
+    with served.load("/_chaos/sleep?s=3", clients=in_flight, per_client=1, timeout=20) as load:
         eventually(lambda: len(list(marks.iterdir())) >= in_flight, 15, what=f"{in_flight} started")
         sent = time.monotonic()
         os.kill(served.pid, signal.SIGTERM)
