@@ -1,14 +1,10 @@
-"""Test apps in a copy of a project, and gunicorn's processes as /proc shows them.
-
-The template stays clean: `copy_with_apps` copies a rendered project and adds
-apps from harness/apps/ to the copy only. `chaos_copy` adds the /_chaos routes
-(sleep, crash, set a session cookie) with `chaos_wsgi.py`, the project's own
-app with that blueprint; the project's server then serves `chaos_wsgi:app`
-with its unchanged configuration.
+"""Test apps in a copy of a project (the template stays clean), and a server's workers as /proc
+shows them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable
@@ -17,8 +13,7 @@ from pathlib import Path
 from harness.waiting import eventually
 
 APPS = Path(__file__).resolve().parent / "apps"
-#: Raised by /_chaos/crash (harness/apps/chaos_routes.py); a response that
-#: contains it leaked the exception.
+#: Raised by /_chaos/crash (apps/chaos_routes.py): a response that contains it leaked it.
 CRASH_MARKER = "chaos-secret-4f1d2c"
 
 
@@ -31,52 +26,35 @@ def copy_with_apps(project: Path, destination: Path, *apps: str) -> Path:
 
 
 def chaos_copy(project: Path, destination: Path) -> Path:
-    """A copy of `project` at `destination` that also serves the /_chaos routes."""
+    """A copy that also serves chaos_wsgi:app, the project's app with the /_chaos routes."""
     return copy_with_apps(project, destination, "chaos_routes.py", "chaos_wsgi.py")
 
 
 def probe_copy(project: Path, destination: Path) -> Path:
-    """A copy of `project` at `destination` that also serves probe_wsgi:app's /_probe routes."""
+    """A copy that also serves probe_wsgi:app, the project's app with the /_probe routes."""
     return copy_with_apps(project, destination, "probe_wsgi.py")
 
 
+def _ls(folder: str) -> list[str]:
+    # /proc changes under the reader: what ends meanwhile reads as empty.
+    with contextlib.suppress(OSError):
+        return os.listdir(folder)
+    return []
+
+
+def _read(path: str, link: bool = False) -> str:
+    with contextlib.suppress(OSError):
+        return os.readlink(path) if link else Path(path).read_text(errors="replace")
+    return ""
+
+
 def worker_pids(master: int) -> set[int]:
-    """The PIDs of the master's workers (its child processes), from /proc.
-
-    Not multiprocessing's resource tracker: granian, starting its workers with
-    "spawn" (see run_granian.py), has that helper process besides them.
-    """
-    pids = {
-        int(pid)
-        for task in _entries(f"/proc/{master}/task")
-        for pid in _read(task / "children").split()
-    }
-    return {pid for pid in pids if "resource_tracker" not in _read(Path(f"/proc/{pid}/cmdline"))}
-
-
-# /proc changes under the reader: a process or thread that ends meanwhile
-# reads as empty.
-
-
-def _entries(folder: str) -> list[Path]:
-    try:
-        return list(Path(folder).iterdir())
-    except OSError:
-        return []
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def _link(path: Path) -> str:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return ""
+    """The master's child processes, but not multiprocessing's resource tracker (granian
+    starts its workers with "spawn", see run_granian.py)."""
+    task = f"/proc/{master}/task"
+    children = (_read(f"{task}/{t}/children") for t in _ls(task))
+    pids = {int(pid) for listed in children for pid in listed.split()}
+    return {p for p in pids if "resource_tracker" not in _read(f"/proc/{p}/cmdline")}
 
 
 def wait_for_workers(
@@ -91,14 +69,12 @@ def wait_for_workers(
     )
 
 
-def socket_inodes(pid: int) -> set[str]:
-    """The sockets process `pid` has open ("socket:[inode]" links in /proc/PID/fd)."""
-    links = (_link(fd) for fd in _entries(f"/proc/{pid}/fd"))
-    return {link for link in links if link.startswith("socket:")}
-
-
 def connections_held(worker: int, master: int) -> int:
-    """How many client connections `worker` holds: its sockets, less the
-    listening ones it shares with its master. Exact only while the worker
-    cannot accept more (stopped with SIGSTOP)."""
-    return len(socket_inodes(worker) - socket_inodes(master))
+    """How many client connections `worker` holds: its sockets, less the listening ones it
+    shares with its master. Exact only while it cannot accept more (stopped with SIGSTOP)."""
+
+    def sockets(pid: int) -> set[str]:
+        links = (_read(f"/proc/{pid}/fd/{fd}", link=True) for fd in _ls(f"/proc/{pid}/fd"))
+        return {link for link in links if link.startswith("socket:")}
+
+    return len(sockets(worker) - sockets(master))

@@ -1,8 +1,5 @@
-"""Slow, plain and raw clients over loopback: what a flood does to everyone else.
-
-`hold_slow_clients` keeps slowloris connections open for a bounded time;
-`sample_requests` measures plain requests meanwhile. Both stop by themselves.
-`raw_request` sends bytes no HTTP library would (malformed, hostile requests).
+"""Raw, slow and plain clients over loopback: hostile bytes, and what a slowloris flood does to
+everyone else. Every one stops by itself.
 """
 
 from __future__ import annotations
@@ -18,9 +15,8 @@ from harness.http import LOOPBACK, http_get
 
 
 def raw_request(port: int, data: bytes, *, whole: bool = False, timeout: float = 5) -> bytes:
-    """Send raw `data` to 127.0.0.1:`port`; the answer's head (status line and
-    headers) as soon as it arrives, or with `whole` everything until the
-    server closes. b"" when the server closes without an answer."""
+    """Send raw `data` to 127.0.0.1:`port`; the answer's head as soon as it arrives, or with
+    `whole` everything until the server closes. b"" when it closes without an answer."""
     with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
         sock.sendall(data)
         received = b""
@@ -31,9 +27,6 @@ def raw_request(port: int, data: bytes, *, whole: bool = False, timeout: float =
 
 @dataclass
 class SlowClients:
-    """What happened to the slow connections of one `hold_slow_clients` run."""
-
-    opened: int = 0
     # Seconds each first-generation connection lived before the server closed it.
     cut_after: list[float] = field(default_factory=list)
 
@@ -49,13 +42,12 @@ def _slow_connection(port: int, host: str) -> socket.socket:
 def hold_slow_clients(
     port: int, host: str, count: int, seconds: float, interval: float = 2.0
 ) -> SlowClients:
-    """Keep `count` slowloris connections open for `seconds`, one header line
-    per connection every `interval` s; replace those the server closes."""
+    """Keep `count` slowloris connections open for `seconds`, one header line per connection
+    every `interval` s; replace those the server closes."""
     stats = SlowClients()
-    started: dict[socket.socket, float | None] = {}
-    for _ in range(count):
-        started[_slow_connection(port, host)] = time.monotonic()
-        stats.opened += 1
+    started: dict[socket.socket, float | None] = {
+        _slow_connection(port, host): time.monotonic() for _ in range(count)
+    }
     end = time.monotonic() + seconds
     next_line = time.monotonic() + interval
     try:
@@ -64,13 +56,11 @@ def hold_slow_clients(
             for sock in readable:  # the server answered or closed: either way, cut off
                 with contextlib.suppress(OSError):
                     sock.recv(4096)
-                born = started.pop(sock)
-                if born is not None:
+                if (born := started.pop(sock)) is not None:
                     stats.cut_after.append(time.monotonic() - born)
                 sock.close()
                 with contextlib.suppress(OSError):
                     started[_slow_connection(port, host)] = None  # a replacement
-                    stats.opened += 1
             if time.monotonic() >= next_line:
                 next_line += interval
                 for sock in list(started):
@@ -84,9 +74,7 @@ def hold_slow_clients(
 
 @dataclass
 class Samples:
-    """Normal requests made while slow clients were connected."""
-
-    latencies: list[float] = field(default_factory=list)  # seconds, answered ones
+    latencies: list[float] = field(default_factory=list)  # seconds, of the answered ones
     failed: int = 0
 
     @property
@@ -95,23 +83,19 @@ class Samples:
 
     def percentile(self, p: float) -> float:
         """The p-th percentile latency (nearest rank), inf when none answered."""
-        if not self.latencies:
-            return float("inf")
-        ordered = sorted(self.latencies)
+        ordered = sorted(self.latencies) or [math.inf]
         return ordered[max(1, math.ceil(len(ordered) * p / 100)) - 1]
 
     def summary(self) -> str:
-        return (
-            f"{len(self.latencies)}/{self.total} answered, "
-            f"p50 {self.percentile(50) * 1000:.1f} ms, p99 {self.percentile(99) * 1000:.1f} ms"
-        )
+        p50, p99 = self.percentile(50) * 1000, self.percentile(99) * 1000
+        return f"{len(self.latencies)}/{self.total} answered, p50 {p50:.1f} ms, p99 {p99:.1f} ms"
 
 
 def sample_requests(
     port: int, host: str, seconds: float, timeout: float = 2.0, pause: float = 0.05
 ) -> Samples:
-    """GET /healthz over fresh connections for `seconds` (at most 1000 requests);
-    a request counts as answered only with a 200 within `timeout`."""
+    """GET /healthz over fresh connections for `seconds` (at most 1000 requests); a request
+    counts as answered only with a 200 within `timeout`."""
     samples = Samples()
     end = time.monotonic() + seconds
     while time.monotonic() < end and samples.total < 1000:

@@ -1,10 +1,6 @@
-"""A small, bounded load generator for resilience tests.
-
-`clients` threads each send GET requests to 127.0.0.1, one fresh connection
-per request, until `stop()`, until `seconds` have passed, or until each has
-sent `per_client` requests, whichever comes first. Every request is recorded
-with when it started and ended and how it came back, so tests assert on
-counts ("0 failed", "at most 1 failed per killed worker"), never on speed.
+"""A small, bounded load generator: `clients` threads send GET requests to 127.0.0.1, a fresh
+connection each, until `stop()`, `seconds` or `per_client` requests, whichever comes first.
+Every request is recorded, so tests assert on counts, never on speed.
 """
 
 from __future__ import annotations
@@ -13,7 +9,7 @@ import http.client
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from harness.http import LOOPBACK
 from harness.waiting import eventually
@@ -21,9 +17,7 @@ from harness.waiting import eventually
 
 @dataclass(frozen=True)
 class Outcome:
-    # Wall-clock time.time(), right before sending and right after the answer
-    # or the error: comparable with instants other processes record (a
-    # worker's death), as time.monotonic() is not promised to be.
+    # time.time(), not monotonic: comparable with instants other processes record.
     started: float
     ended: float
     status: int | None  # None: no HTTP response (refused, reset, timed out)
@@ -34,51 +28,38 @@ class Outcome:
         return self.status == 200
 
 
+@dataclass(eq=False)
 class Load:
     """Use as a context manager; read the outcomes after `stop()` (or exit)."""
 
-    def __init__(
-        self,
-        port: int,
-        path: str = "/healthz",
-        *,
-        clients: int = 4,
-        seconds: float = 20.0,
-        per_client: int = 20_000,
-        timeout: float = 10.0,
-        pause: float = 0.002,
-        host: str | None = None,
-    ) -> None:
-        self.port, self.path, self.clients = port, path, clients
-        # Behind nginx the Host header picks the site (other names are dropped).
-        self.headers = {"Connection": "close", **({"Host": host} if host else {})}
-        self.seconds, self.per_client, self.timeout, self.pause = (
-            seconds,
-            per_client,
-            timeout,
-            pause,
-        )
+    port: int
+    path: str = "/healthz"
+    _: KW_ONLY
+    clients: int = 4
+    seconds: float = 20.0
+    per_client: int = 20_000
+    timeout: float = 10.0
+    pause: float = 0.002
+    host: str | None = None  # behind nginx the Host header picks the site
+
+    def __post_init__(self) -> None:
+        self.headers = {"Connection": "close", **({"Host": self.host} if self.host else {})}
         self._outcomes: list[Outcome] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._client, name=f"load-{i}", daemon=True)
-            for i in range(clients)
+            for i in range(self.clients)
         ]
 
-    # -- running -----------------------------------------------------------------
-
     def __enter__(self) -> Load:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> Load:
         self._deadline = time.monotonic() + self.seconds
         for thread in self._threads:
             thread.start()
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self) -> Load:
         """Let each client finish the request it is sending, then return."""
@@ -94,26 +75,20 @@ class Load:
         for _ in range(self.per_client):
             if self._stop.is_set() or time.monotonic() > self._deadline:
                 return
-            outcome = self._one()
+            conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=self.timeout)
+            started = time.time()
+            try:
+                conn.request("GET", self.path, headers=self.headers)
+                response = conn.getresponse()
+                response.read()
+                outcome = Outcome(started, time.time(), response.status, "")
+            except (OSError, http.client.HTTPException) as exc:
+                outcome = Outcome(started, time.time(), None, type(exc).__name__)
+            finally:
+                conn.close()
             with self._lock:
                 self._outcomes.append(outcome)
-            if self.pause:
-                self._stop.wait(self.pause)
-
-    def _one(self) -> Outcome:
-        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=self.timeout)
-        started = time.time()
-        try:
-            conn.request("GET", self.path, headers=self.headers)
-            response = conn.getresponse()
-            response.read()
-            return Outcome(started, time.time(), response.status, "")
-        except (OSError, http.client.HTTPException) as exc:
-            return Outcome(started, time.time(), None, type(exc).__name__)
-        finally:
-            conn.close()
-
-    # -- reading -----------------------------------------------------------------
+            self._stop.wait(self.pause)
 
     @property
     def outcomes(self) -> list[Outcome]:

@@ -8,8 +8,7 @@ from typing import NoReturn
 
 from flask import Blueprint, request, session
 
-#: Raised by /_chaos/crash; a response that contains it leaked the exception
-#: (harness/chaos.py's CRASH_MARKER).
+#: Raised by /_chaos/crash: a response that contains it leaked it (harness/chaos.py's too).
 CRASH_MARKER = "chaos-secret-4f1d2c"
 
 bp = Blueprint("chaos", __name__, url_prefix="/_chaos")

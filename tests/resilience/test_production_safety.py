@@ -1,10 +1,6 @@
-"""Production settings are safe settings: no debugger, no traceback for the
-client (it goes to stderr), secure session cookies, no default secret, and
-hostile HTTP input answered with 4xx by gunicorn alone and through nginx,
-without a worker dying.
-
-The project under test is a copy of the default render with test-only routes
-(harness/apps/chaos_routes.py) that crash or set a session cookie.
+"""Production settings are safe settings: no debugger, no traceback for the client (it goes to
+stderr), secure session cookies, no default secret, and hostile HTTP input answered with 4xx by
+gunicorn alone and through nginx, without a worker dying (on a copy with the /_chaos routes).
 """
 
 from __future__ import annotations
@@ -19,47 +15,45 @@ from pathlib import Path
 
 import pytest
 
-from harness.chaos import CRASH_MARKER, chaos_copy, worker_pids
+from harness.chaos import CRASH_MARKER, worker_pids
 from harness.clients import raw_request
 from harness.figures import record
 from harness.http import http_get
 from harness.processes import wait_for_text
-from harness.serving import Served, serve
-from harness.venvs import production_env
+from harness.serving import Served
 
 # What must never reach a client: the exception, its message, the code.
 LEAKS = [CRASH_MARKER, "hunter2", "Traceback", "RuntimeError", "chaos_routes", 'File "']
 
 
-@pytest.fixture(scope="module")
-def chaos_project(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return chaos_copy(default_project, tmp_path_factory.mktemp("safety") / "project")
+Chaos = Callable[..., AbstractContextManager[Served]]
 
 
 @pytest.fixture(scope="module")
-def production(
-    chaos_project: Path, venv_bin: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    """gunicorn with the generated defaults and a secret: production as shipped,
-    stdout (the access log) and stderr (the error log) in separate files."""
-    env = production_env(venv_bin, WEB_CONCURRENCY="2")
-    logs = tmp_path_factory.mktemp("production-logs")
-    with serve(chaos_project, logs, env, app="chaos_wsgi:app", split_stderr=True) as served:
+def production(chaos: Chaos) -> Iterator[Served]:
+    """Production as shipped (the generated defaults and a secret), stdout (the access log) and
+    stderr (the error log) in separate files."""
+    with chaos(split_stderr=True) as served:
         yield served
 
 
-def chaos_server(
-    project: Path, venv_bin: Path, work: Path, behind_nginx: bool = False, **settings: str
-) -> AbstractContextManager[Served]:
-    """The chaos app under gunicorn, production settings plus `settings`."""
-    env = production_env(venv_bin, **settings)
-    return serve(project, work, env, app="chaos_wsgi:app", behind_nginx=behind_nginx)
+def debugger_problems(port: int) -> list[str]:
+    """What a Werkzeug debugger would expose on `port`: the problems found."""
+    problems = []
+    console = http_get(port, "/console")
+    if console.status != 404:
+        problems.append(f"/console answered {console.status}")
+    # The debugger serves its own files on any URL with these arguments.
+    asset = http_get(port, "/?__debugger__=yes&cmd=resource&f=debugger.js")
+    if b"Werkzeug" in asset.body or "javascript" in asset.headers.get("content-type", ""):
+        problems.append("the debugger's script is served")
+    crash = http_get(port, "/_chaos/crash")
+    if crash.status != 500 or any(m in crash.body for m in (b"__debugger__", b"Traceback")):
+        problems.append(f"a crash shows the debugger or a traceback ({crash.status})")
+    return problems
 
 
-# -- errors, the debugger, cookies, the secret -------------------------------------------
-
-
-def test_an_exception_is_a_generic_500_and_its_traceback_goes_to_stderr(
+def test_production_hides_errors_and_the_debugger_and_secures_the_session_cookie(
     production: Served,
 ) -> None:
     response = production.get("/_chaos/crash")
@@ -78,54 +72,18 @@ def test_an_exception_is_a_generic_500_and_its_traceback_goes_to_stderr(
         "no traceback or message to the client; traceback on stderr",
     )
     assert not leaked, response.body
-    # Flask logs the exception with its traceback through wsgi.errors, which
-    # gunicorn's error log (errorlog = "-") writes to stderr.
+    # Flask logs the exception through wsgi.errors, which gunicorn's errorlog "-" sends to stderr.
     assert "Exception on /_chaos/crash [GET]" in stderr
     assert "Traceback (most recent call last)" in stderr and 'chaos_routes.py", line' in stderr
     assert CRASH_MARKER not in stdout, "the traceback belongs on stderr, not in the access log"
 
+    assert not (problems := debugger_problems(production.port)), problems
 
-@pytest.mark.parametrize("debug", ["", "1"], ids=["production", "stray-FLASK_DEBUG=1"])
-def test_the_werkzeug_debugger_and_console_are_unreachable(
-    production: Served,
-    chaos_project: Path,
-    venv_bin: Path,
-    tmp_path: Path,
-    debug: str,
-) -> None:
-    def probe(port: int) -> list[str]:
-        """What a debugger would expose, checked on `port`; the problems found."""
-        problems = []
-        console = http_get(port, "/console")
-        if console.status != 404:
-            problems.append(f"/console answered {console.status}")
-        # The debugger serves its own files on any URL with these arguments.
-        asset = http_get(port, "/?__debugger__=yes&cmd=resource&f=debugger.js")
-        if b"Werkzeug" in asset.body or "javascript" in asset.headers.get("content-type", ""):
-            problems.append("the debugger's script is served")
-        crash = http_get(port, "/_chaos/crash")
-        if crash.status != 500 or any(m in crash.body for m in (b"__debugger__", b"Traceback")):
-            problems.append(f"a crash shows the debugger or a traceback ({crash.status})")
-        return problems
-
-    if not debug:
-        problems = probe(production.port)
-    else:
-        # FLASK_DEBUG only configures Flask; the debugger needs `flask run` or
-        # app.run(), which a server like gunicorn never calls.
-        settings = {"WEB_CONCURRENCY": "1", "FLASK_DEBUG": debug}
-        with chaos_server(chaos_project, venv_bin, tmp_path, **settings) as served:
-            problems = probe(served.port)
-    assert not problems, problems
-
-
-def test_session_cookies_are_secure_httponly_and_samesite(production: Served) -> None:
     response = production.get("/_chaos/session")
     assert response.status == 200
     cookie = SimpleCookie(response.headers["set-cookie"])["session"]
-    flags = (
-        f"Secure={cookie['secure']}, HttpOnly={cookie['httponly']}, SameSite={cookie['samesite']}"
-    )
+    flags = f"Secure={cookie['secure']}, HttpOnly={cookie['httponly']}, "
+    flags += f"SameSite={cookie['samesite']}"
     record(
         "21-session-cookie",
         "the session cookie, production settings",
@@ -134,6 +92,13 @@ def test_session_cookies_are_secure_httponly_and_samesite(production: Served) ->
         "Secure, HttpOnly, SameSite=Lax",
     )
     assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Lax", flags
+
+
+def test_a_stray_flask_debug_reaches_no_debugger(chaos: Chaos) -> None:
+    # FLASK_DEBUG only configures Flask; the debugger needs `flask run` or app.run(), which a
+    # server like gunicorn never calls.
+    with chaos(WEB_CONCURRENCY="1", FLASK_DEBUG="1") as served:
+        assert not (problems := debugger_problems(served.port)), problems
 
 
 @pytest.mark.parametrize(
@@ -163,103 +128,76 @@ def test_production_has_no_default_secret_key(
     assert result.stderr.startswith("FLASK_SECRET_KEY"), result.stderr
 
 
-# -- hostile HTTP input --------------------------------------------------------------------
-
 # Raw requests, each wrong in one way; {host} is the site's name.
+GET = b"GET / HTTP/1.1\r\nHost: {host}\r\n"
+POST = b"POST / HTTP/1.1\r\nHost: {host}\r\n"
 HOSTILE = {
-    "header of 10 KB": b"GET / HTTP/1.1\r\nHost: {host}\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n",
-    # More than nginx's 32 kB of headers and gunicorn's limit_request_fields (a
-    # hundred or so are a normal request: they reach the app).
-    "9,000 headers": b"GET / HTTP/1.1\r\nHost: {host}\r\n"
-    + b"".join(b"X-H%d: 1\r\n" % i for i in range(9000))
-    + b"\r\n",
+    "header of 10 KB": GET + b"X-Big: " + b"a" * 10_000 + b"\r\n\r\n",
+    # More than nginx's 32 kB of headers and gunicorn's limit_request_fields (a hundred or so
+    # are a normal request: they reach the app).
+    "9,000 headers": GET + b"".join(b"X-H%d: 1\r\n" % i for i in range(9000)) + b"\r\n",
     "request line of 10 KB": b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: {host}\r\n\r\n",
-    "two Host headers": b"GET / HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\n\r\n",
+    "two Host headers": GET + b"Host: evil.example\r\n\r\n",
     "Host with a control byte": b"GET / HTTP/1.1\r\nHost: ev\x01il.example\r\n\r\n",
     "Host with a space": b"GET / HTTP/1.1\r\nHost: evil example\r\n\r\n",
     "unknown Host": b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n",
     "TLS handshake on the HTTP port": b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"
-    + b"\x00" * 50
+    + bytes(50)
     + b"\r\n\r\n",
     "invalid method": b"G@T / HTTP/1.1\r\nHost: {host}\r\n\r\n",
     "invalid version": b"GET / HTTP/1.1.1\r\nHost: {host}\r\n\r\n",
-    "NUL in a header": b"GET / HTTP/1.1\r\nHost: {host}\r\nX-A: a\x00b\r\n\r\n",
-    "Content-Length and chunked (smuggling)": b"POST / HTTP/1.1\r\nHost: {host}\r\n"
-    b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    "two Content-Lengths": b"POST / HTTP/1.1\r\nHost: {host}\r\n"
-    b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-    "invalid chunk size": b"POST / HTTP/1.1\r\nHost: {host}\r\n"
-    b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n",
-    "obsolete line folding": b"GET / HTTP/1.1\r\nHost: {host}\r\nX-A: a\r\n b\r\n\r\n",
+    "NUL in a header": GET + b"X-A: a\x00b\r\n\r\n",
+    "Content-Length and chunked (smuggling)": POST
+    + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "two Content-Lengths": POST + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    "invalid chunk size": POST + b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n",
+    "obsolete line folding": GET + b"X-A: a\r\n b\r\n\r\n",
     "path traversal": b"GET /static/../../etc/passwd HTTP/1.1\r\nHost: {host}\r\n\r\n",
 }
 CLOSED = 0  # the connection closed without an answer (nginx's 444)
 
 
 def status_of(port: int, request: bytes, host: str) -> int:
-    """The status code of the answer to raw `request`, or CLOSED."""
     head = raw_request(port, request.replace(b"{host}", host.encode()))
     return int(head.split()[1]) if head else CLOSED
 
 
-def send_hostile_input(served: Served, host: str) -> dict[str, int]:
-    """Every HOSTILE request; their statuses. Asserts that no worker died."""
-    before = served.workers(2)
-    statuses = {name: status_of(served.port, request, host) for name, request in HOSTILE.items()}
-    assert served.get("/healthz", {"Host": host}).status == 200
-    assert worker_pids(served.pid) == before, "a worker died or was replaced"
-    log = served.output()
-    assert "Traceback" not in log and "exited with code" not in log, log
-    return statuses
-
-
-def summary(statuses: dict[str, int]) -> str:
-    """How many got which answer, e.g. "400×11, 414×1, closed×1"."""
-    counts = Counter(statuses.values())
-    return ", ".join(f"{code or 'closed'}×{counts[code]}" for code in sorted(counts, reverse=True))
-
-
-def test_hostile_input_to_gunicorn_alone_gets_4xx(
-    chaos_project: Path, venv_bin: Path, tmp_path: Path, production: Served
+@pytest.mark.parametrize("behind_nginx", [False, True], ids=["gunicorn-alone", "nginx"])
+def test_hostile_input_gets_4xx_and_kills_no_worker(
+    chaos: Chaos, production: Served, behind_nginx: bool
 ) -> None:
-    # Without nginx, Host names are for the app to check: Flask's TRUSTED_HOSTS
-    # (FLASK_TRUSTED_HOSTS='["example.com"]') refuses the others with a 400.
-    trusted = {"WEB_CONCURRENCY": "2", "FLASK_TRUSTED_HOSTS": '["example.com"]'}
-    with chaos_server(chaos_project, venv_bin, tmp_path, **trusted) as served:
-        statuses = send_hostile_input(served, "example.com")
-    # The shipped defaults (no TRUSTED_HOSTS): which Host names reach the app.
-    open_hosts = [
-        name
-        for name in ("Host with a space", "unknown Host")
-        if status_of(production.port, HOSTILE[name], "example.com") == 200
-    ]
-    not_4xx = {name: code for name, code in statuses.items() if not 400 <= code < 500}
-    record(
-        "30-hostile-gunicorn",
-        f"{len(HOSTILE)} malformed or hostile requests (see test)",
-        f"{served.label} alone, FLASK_TRUSTED_HOSTS set",
-        f"{summary(statuses)}; 0 workers died. Without TRUSTED_HOSTS "
-        f"{len(open_hosts)} bad Host cases reach the app",
-        "4xx for every one, no worker dies",
-    )
-    assert not not_4xx, not_4xx
-
-
-def test_hostile_input_through_nginx_gets_4xx(
-    chaos_project: Path, venv_bin: Path, tmp_path: Path
-) -> None:
-    with chaos_server(chaos_project, venv_bin, tmp_path, True, WEB_CONCURRENCY="2") as served:
-        assert served.host
-        statuses = send_hostile_input(served, served.host)
-    # nginx drops requests for other host names without an answer (444).
+    # Without nginx, Host names are for the app to check: Flask's TRUSTED_HOSTS refuses the
+    # others with a 400. nginx drops requests for other host names without an answer (444).
+    trusted = {} if behind_nginx else {"FLASK_TRUSTED_HOSTS": '["example.com"]'}
+    with chaos("nginx" if behind_nginx else "gthread", **trusted) as served:
+        host = served.host or "example.com"
+        before = served.workers(2)
+        statuses = {name: status_of(served.port, raw, host) for name, raw in HOSTILE.items()}
+        assert served.get("/healthz", {"Host": host}).status == 200
+        assert worker_pids(served.pid) == before, "a worker died or was replaced"
+        log = served.output()
+        assert "Traceback" not in log and "exited with code" not in log, log
     dropped = {name for name, code in statuses.items() if code == CLOSED}
     not_4xx = {n: c for n, c in statuses.items() if not 400 <= c < 500 and n not in dropped}
+    counts = Counter(statuses.values())
+    summary = ", ".join(f"{c or 'closed'}×{counts[c]}" for c in sorted(counts, reverse=True))
+    label, figure = served.label, " (closed: 444, unknown names); 0 workers died"
+    if not behind_nginx:
+        # The shipped defaults (no TRUSTED_HOSTS): which Host names reach the app.
+        open_hosts = [
+            name
+            for name in ("Host with a space", "unknown Host")
+            if status_of(production.port, HOSTILE[name], "example.com") == 200
+        ]
+        label = f"{served.label} alone, FLASK_TRUSTED_HOSTS set"
+        figure = f"; 0 workers died. Without TRUSTED_HOSTS {len(open_hosts)} bad Host cases "
+        figure += "reach the app"
     record(
-        "31-hostile-nginx",
+        "31-hostile-nginx" if behind_nginx else "30-hostile-gunicorn",
         f"{len(HOSTILE)} malformed or hostile requests (see test)",
-        served.label,
-        f"{summary(statuses)} (closed: 444, unknown names); 0 workers died",
-        "4xx or dropped (444) for every one, no worker dies",
+        label,
+        summary + figure,
+        f"4xx{' or dropped (444)' if behind_nginx else ''} for every one, no worker dies",
     )
-    assert dropped <= {"unknown Host"}, dropped
+    assert dropped <= ({"unknown Host"} if behind_nginx else set()), dropped
     assert not not_4xx, not_4xx
