@@ -1,12 +1,8 @@
 """Template versions as tags of a git repo in a temp dir (`copier update` moves only
 between tags, and the tests run on an uncommitted working tree), and the commands a
-user runs on a project generated from them.
-
-- `build_template_versions`: 1.0.0 is the working tree; 2.0.0 adds the changes a real
-  release makes (`_make_v2`), each anchored on a line every version has, so that an
-  edit of the template fails loudly instead of turning a test into a no-op.
-- `build_release_versions`: 0.1.0 as released, then the working tree tagged with
-  pyproject.toml's version: what users of 0.1.0 will get.
+user runs on a project generated from them. 2.0.0's changes (`_make_v2`) each anchor on
+a line every version has, so that an edit of the template fails loudly instead of
+turning a test into a no-op.
 """
 
 from __future__ import annotations
@@ -37,10 +33,8 @@ RELEASED = "0.1.0"
 TEMPLATE_PARTS = ("copier.yml", "CHANGELOG.md", "template", "hooks", "includes", "locks")
 UPDATE_SCRIPT = (
     REPO
-    / "template"
-    / "{% if ci == 'github' %}.github{% endif %}"
-    / "{% if update_workflow %}scripts{% endif %}"
-    / "update_from_template.py"
+    / "template/{% if ci == 'github' %}.github{% endif %}"
+    / "{% if update_workflow %}scripts{% endif %}/update_from_template.py"
 )
 # Our commits carry an identity of their own, so no global git config is needed.
 GIT_ENV = {
@@ -112,8 +106,7 @@ def commit_all(repo: Path, message: str, tag: str = "") -> None:
 
 
 def edit(path: Path, pattern: str, replacement: str | Callable[[re.Match[str]], str]) -> None:
-    """Replace the one match of `pattern` (multiline) in `path` with `replacement`,
-    taken literally, or computed from the match; fail unless there is exactly one."""
+    """Replace the one match of `pattern` (multiline) with `replacement`, literal or computed."""
     replace = replacement if callable(replacement) else (lambda _: replacement)
     text, count = re.subn(pattern, replace, path.read_text(), flags=re.MULTILINE)
     assert count == 1, f"{path}: expected one match of {pattern!r}, found {count}"
@@ -222,13 +215,16 @@ def copy_project(template: Path, dst: Path, vcs_ref: str = V1, **answers: Any) -
     return dst
 
 
-def run_as_user(project: Path, command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    """`command` in `project` as a user runs it from a terminal: git's identity set,
-    no colours, nothing on stdin (a prompt fails instead of hanging)."""
+def run_as_user(
+    cwd: Path, command: list[str], env: Mapping[str, str] | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`command` in `cwd` as a user runs it from a terminal (git's identity set, no colours)
+    or in `env`; nothing on stdin, so that a prompt fails instead of hanging."""
+    base = {**os.environ, **GIT_ENV, "NO_COLOR": "1"} if env is None else env
     return subprocess.run(
         command,
-        cwd=project,
-        env={**os.environ, **GIT_ENV, "NO_COLOR": "1", **env},
+        cwd=cwd,
+        env={**base, **extra},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -253,19 +249,9 @@ def succeeded(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def run_shell(script: str, cwd: Path, env: Mapping[str, str]) -> str:
-    """`script` in bash as a CI runner runs a step (stop at the first failing command,
-    of a pipe too; nothing on stdin); its output. It must succeed."""
-    return succeeded(
-        subprocess.run(
-            ["bash", "-eo", "pipefail", "-c", script],
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    )
+    """`script` in bash as a CI runner runs a step (it stops at the first failing command,
+    of a pipe too); its output. It must succeed."""
+    return succeeded(run_as_user(cwd, ["bash", "-eo", "pipefail", "-c", script], env))
 
 
 def snapshot(project: Path) -> dict[str, tuple[bytes, int]]:

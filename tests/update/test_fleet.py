@@ -32,13 +32,13 @@ CONFIG = '    "PERMANENT_SESSION_LIFETIME": 3600,  # mine: sessions last an hour
 PROSE = "\nOur team's notes: deploys go out on Tuesdays, after the review.\n"
 BACKLOG = 'backlog = env_int("GUNICORN_BACKLOG", 4096)  # mine: bursts of clients'
 KEEPALIVE = "    keepalive 64;  # mine: more idle connections to the app"
+TIMEOUT = "timeout = 120  # mine: the reports endpoint is slow"
 DOTENV = "APP_UID=1000  # mine: files written by web-dev belong to me"
 # 2.0.0 moves the site file; a migration carries the edit to the new place.
 MOVED = {"deploy/nginx/{project_slug}.conf": "deploy/nginx/sites/{project_slug}.conf"}
 
 
 class Member(NamedTuple):
-    change: str
     answers: dict[str, Any]
     # (file, anchor, text): the text replaces the anchor's one match (a regex) if it ends
     # with "$", else goes after it; no anchor: appended, or the file written; no text: the
@@ -58,44 +58,35 @@ def preset(name: str) -> dict[str, Any]:
 
 FLEET = {
     # 2.0.0 adds a view at the end too: git cannot tell which goes first.
-    "course-kit": Member(
-        "new view",
+    "course-kit: new view": Member(
         preset("course") | {"project_name": "Course Kit"},
         [("{package_name}/views.py", None, "\n\n" + VIEW)],
         conflicts=("course_kit/views.py",),
     ),
-    "production": Member(
-        "nginx site",
+    "production: nginx site": Member(
         preset("production") | {"project_name": "Payments"},
         [("deploy/nginx/{project_slug}.conf", "^    keepalive 32;$", KEEPALIVE)],
     ),
-    "defaults": Member(
-        "config setting",
+    "defaults: config setting": Member(
         {},
         [("{package_name}/config.py", r'^    "SESSION_COOKIE_SECURE": True,\n', CONFIG)],
     ),
-    "bare": Member(
-        "a test",
+    "bare: a test": Member(
         {"with_docker": False, "with_nginx": False, "with_procfile": False, "ci": "none"},
         [("tests/test_mine.py", None, TEST)],
     ),
-    "granian": Member(
-        "readme prose",
-        {"project_name": "Fast Shop", "server": "granian"},
-        [("README.md", r"\A# .*\n", PROSE)],
+    "granian: readme prose": Member(
+        {"project_name": "Fast Shop", "server": "granian"}, [("README.md", r"\A# .*\n", PROSE)]
     ),
-    "sqlite": Member(
-        "gunicorn setting",
+    "sqlite: gunicorn setting": Member(
         {"project_name": "Notes", "database": "sqlite"},
         [("gunicorn.conf.py", "^backlog = .*$", BACKLOG)],
     ),
-    "other-names": Member(
-        "dockerfile line",
+    "other-names: dockerfile line": Member(
         {"project_name": "Inventory API", "package_name": "inventory"},
         [("Dockerfile", r"^WORKDIR /app\n", "ENV TZ=Europe/Berlin\n")],
     ),
-    "big-uploads": Member(
-        "added dependency",
+    "big-uploads: added dependency": Member(
         {"project_name": "Uploads", "max_body_size": "50m", "domain": "files.example.org"},
         [
             ("requirements.txt", None, "requests==2.32.3"),
@@ -103,34 +94,25 @@ FLEET = {
         ],
     ),
     # A file 2.0.0 changes: the user's deletion must win over the new lines.
-    "postgres-k8s": Member(
-        "deleted file",
+    "postgres-k8s: deleted file": Member(
         {"project_name": "Ledger", "database": "postgresql", "with_k8s": True},
         [("Dockerfile", None, None)],
     ),
     # The change is the answer given to the update.
-    "docker-later": Member(
-        "option turned on",
+    "docker-later: option turned on": Member(
         {"project_name": "Later", "with_docker": False, "with_nginx": False},
         [],
         update_args=("--", "--data", "with_docker=true"),
         expected=((".copier-answers.yml", "with_docker: true"), ("Dockerfile", "FROM ")),
     ),
     # .env is git-ignored: the update must not even look.
-    "no-ci": Member(
-        "edited dotenv", {"project_name": "Quiet", "ci": "none"}, [(".env", None, DOTENV)]
+    "no-ci: edited dotenv": Member(
+        {"project_name": "Quiet", "ci": "none"}, [(".env", None, DOTENV)]
     ),
     # 2.0.0 changes the same line.
-    "same-lines": Member(
-        "same lines as the template",
+    "same-lines: same lines as the template": Member(
         {"project_name": "Reports"},
-        [
-            (
-                "gunicorn.conf.py",
-                "^timeout = .*$",
-                "timeout = 120  # mine: the reports endpoint is slow",
-            )
-        ],
+        [("gunicorn.conf.py", "^timeout = .*$", TIMEOUT)],
         conflicts=("gunicorn.conf.py",),
     ),
 }
@@ -155,20 +137,6 @@ def make_edits(project: Path, member: Member) -> tuple[list[tuple[str, str]], li
     return kept, deleted
 
 
-def pull_request_conflicts(body: str) -> list[str]:
-    """The files listed under the pull request text's "Conflicts" heading."""
-    section = re.search(r"^## Conflicts.*?\n(.*?)(?=^## )", body, re.MULTILINE | re.DOTALL)
-    assert section is not None, body
-    return re.findall(r"^- `([^`]+)`$", section[1], re.MULTILINE)
-
-
-def commit_conflicts(project: Path) -> list[str]:
-    """The files the update commit's message names as conflicts."""
-    message = tv.git(project, "log", "-1", "--format=%B")
-    _, _, listed = message.partition("Conflicts to resolve:\n")
-    return [line.strip() for line in listed.splitlines() if line.strip()]
-
-
 def has_line(path: Path, line: str) -> bool:
     return path.is_file() and line in path.read_text()
 
@@ -177,14 +145,14 @@ def has_line(path: Path, line: str) -> bool:
 def test_fleet_member_updates_without_losing_work(
     name: str, template: Path, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
-    member = FLEET[name]
-    project = tv.copy_project(template, tmp_path / name, **member.answers)
+    member, (project_name, change) = FLEET[name], name.split(": ")
+    project = tv.copy_project(template, tmp_path / project_name, **member.answers)
     # The pins as generated: one shared, cached venv per set of pins (the user's added
     # dependency is declared, not imported).
     env = run_env(project_venv(project))
     kept, deleted = make_edits(project, member)
     if tv.git(project, "status", "--porcelain"):  # .env and answers are not committed
-        tv.commit_all(project, f"my change: {member.change}")
+        tv.commit_all(project, f"my change: {change}")
 
     body_file = tmp_path / "pull-request.md"
     started = time.monotonic()
@@ -203,8 +171,11 @@ def test_fleet_member_updates_without_losing_work(
     # those listed in the commit and in the pull request text.
     body = body_file.read_text()
     in_tree = sorted(tv.marker_files(project) + [n for n in changed if n.endswith(".rej")])
-    assert commit_conflicts(project) == in_tree, output
-    assert pull_request_conflicts(body) == in_tree, body
+    listed = tv.git(project, "log", "-1", "--format=%B").partition("Conflicts to resolve:\n")[2]
+    assert [line.strip() for line in listed.splitlines() if line.strip()] == in_tree, output
+    section = re.search(r"^## Conflicts.*?\n(.*?)(?=^## )", body, re.MULTILINE | re.DOTALL)
+    assert section is not None, body
+    assert re.findall(r"^- `([^`]+)`$", section[1], re.MULTILINE) == in_tree, body
     assert in_tree == sorted(member.conflicts), "the conflicts this change was expected to make"
     # Only this release's entries in the text, none of the older ones.
     assert "### 2.0.0 (a test release)" in body and "### 0.1.0" not in body
@@ -214,8 +185,8 @@ def test_fleet_member_updates_without_losing_work(
     total = len(kept) + len(deleted)
     suite = run_project_tests(project, env)
     row = {
-        "project": name,
-        "change": member.change,
+        "project": project_name,
+        "change": change,
         "files changed": len(changed),
         "conflicts": ", ".join(in_tree) or "-",
         "user lines kept": f"{total - len(lost)}/{total}",

@@ -111,12 +111,19 @@ def test_the_updated_project_passes_its_tests_and_serves(
         assert served.get("/v2").body == b"added in v2"
 
 
-def test_turning_an_option_on_adds_its_files_and_off_removes_them(
+def test_turning_an_option_on_and_off_and_a_conflict_in_rej_mode(
     template: Path, tmp_path: Path
 ) -> None:
     project = tv.copy_project(template, tmp_path / "demo-shop", with_docker=False)
     assert not (project / "Dockerfile").exists()
-    tv.succeeded(tv.copier_update(project, "--data", "with_docker=true"))
+    tv.edit(project / "gunicorn.conf.py", r"^timeout = .*$", USER_TIMEOUT)
+    tv.commit_all(project, "my timeout")
+    output = tv.succeeded(tv.copier_update(project, "--data", "with_docker=true", "--conflict=rej"))
+    # As the generated README warns: the file takes the template's line, the user's
+    # change waits in the .rej file, which the update names.
+    assert tv.V2_TIMEOUT in (project / "gunicorn.conf.py").read_text()
+    assert f"+{USER_TIMEOUT}" in (project / "gunicorn.conf.py.rej").read_text()
+    assert "\n  gunicorn.conf.py.rej\n" in output
     assert (project / "Dockerfile").read_text().rstrip().endswith(tv.V2_DOCKERFILE)
     assert (project / ".dockerignore").is_file()
     assert answers(project)["with_docker"] is True
@@ -184,17 +191,3 @@ def test_a_moved_file_keeps_the_users_edits_and_a_dirty_tree_is_refused(
         "current_version": tv.V2,
         "latest_version": tv.V2,
     }
-
-
-def test_conflict_rej_mode_keeps_the_users_change_in_a_rej_file(
-    template: Path, tmp_path: Path
-) -> None:
-    project = tv.copy_project(template, tmp_path / "demo-shop")
-    tv.edit(project / "gunicorn.conf.py", r"^timeout = .*$", USER_TIMEOUT)
-    tv.commit_all(project, "my timeout")
-    output = tv.succeeded(tv.copier_update(project, "--conflict=rej"))
-    # As the generated README warns: the file takes the template's line, the user's
-    # change waits in the .rej file, which the update names.
-    assert tv.V2_TIMEOUT in (project / "gunicorn.conf.py").read_text()
-    assert f"+{USER_TIMEOUT}" in (project / "gunicorn.conf.py.rej").read_text()
-    assert "\n  gunicorn.conf.py.rej\n" in output
