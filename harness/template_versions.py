@@ -85,15 +85,7 @@ MOVE_MIGRATION = {
 
 
 def git(cwd: Path, *args: str) -> str:
-    """Run git in `cwd`; its stdout, or an error with its stderr."""
-    result = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env={**os.environ, **GIT_ENV},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_as_user(cwd, ["git", *args])
     assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
     return result.stdout
 
@@ -180,18 +172,11 @@ def version_in_the_making() -> str:
 
 
 def build_release_versions(root: Path) -> Path:
-    """A git repo at `root`: tag 0.1.0 as released, then the working tree tagged
-    with pyproject.toml's version."""
-    root.mkdir(parents=True)
+    """A git repo at `root`: 0.1.0 as released, then the working tree as the next version."""
     released = [part for part in TEMPLATE_PARTS if part not in ("includes", "locks")]
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", RELEASES[RELEASED], *released],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True, timeout=60)
+    archive = root.parent / f"{RELEASED}.tar"
+    git(REPO, "archive", f"--output={archive}", RELEASES[RELEASED], *released)
+    shutil.unpack_archive(archive, root)
     git(root, "init", "-q", "-b", "main")
     commit_all(root, f"{RELEASED} as released", tag=RELEASED)
     _copy_working_tree(root)

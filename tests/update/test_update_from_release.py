@@ -17,18 +17,13 @@ PACKAGE = tv.PACKAGE
 WORKFLOW = ".github/workflows/template-update.yml"
 USER_WSGI = "# mine: started by our own process manager"
 USER_HEADING = "<h1>Tea, and nothing else</h1>"
-NEW_FILES = [
-    *(f"{PACKAGE}/{name}.py" for name in ("logs", "errors", "security", "static_files")),
-    *(f"{PACKAGE}/{name}.py" for name in ("metrics", "error_reports")),
-    f"{PACKAGE}/templates/base.html",
-    f"{PACKAGE}/templates/error.html",
-    f"{PACKAGE}/static/favicon.svg",
-    "deploy/nginx/include/headers.conf",
-    "deploy/nginx/include/https.conf",
-    "deploy/nginx/errors/413.html",
-    "compose.https.yaml",
-    *(f"tests/test_{name}.py" for name in ("errors", "logs", "security", "watch")),
-]
+NEW_FILES = """
+    demo_shop/logs.py demo_shop/errors.py demo_shop/security.py demo_shop/static_files.py
+    demo_shop/metrics.py demo_shop/error_reports.py demo_shop/static/favicon.svg
+    demo_shop/templates/base.html demo_shop/templates/error.html compose.https.yaml
+    deploy/nginx/include/headers.conf deploy/nginx/include/https.conf deploy/nginx/errors/413.html
+    tests/test_errors.py tests/test_logs.py tests/test_security.py tests/test_watch.py
+""".split()
 
 
 def by_hand_commands() -> list[str]:
