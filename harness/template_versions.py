@@ -261,13 +261,3 @@ def marker_files(project: Path) -> list[str]:
         for name, (content, _) in snapshot(project).items()
         if markers.search(content.decode(errors="replace"))
     )
-
-
-def take_ours(text: str) -> str:
-    """Resolve every conflict block in favour of the user's side."""
-    return re.sub(
-        r"^<<<<<<< before updating\n(.*?)^=======\n.*?^>>>>>>> after updating\n",
-        r"\1",
-        text,
-        flags=re.MULTILINE | re.DOTALL,
-    )

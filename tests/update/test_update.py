@@ -25,6 +25,12 @@ NGINX_AT_V2 = "deploy/nginx/sites/demo-shop.conf"
 # still sets GUNICORN_TIMEOUT for its stuck-request test).
 USER_TIMEOUT = 'timeout = env_int("GUNICORN_TIMEOUT", 120)  # mine: the reports endpoint is slow'
 USER_GUNICORN_HEAD = "# mine: tuned for the reports service"
+CONFLICT = f"""<<<<<<< before updating
+{USER_TIMEOUT}
+=======
+{tv.V2_TIMEOUT}
+>>>>>>> after updating
+"""
 
 
 @dataclass
@@ -76,8 +82,7 @@ def test_the_user_edits_stay_and_the_template_changes_arrive(main_update: Update
 
 
 def test_a_conflict_is_named_and_user_owned_files_are_untouched(main_update: Updated) -> None:
-    block = f"{USER_TIMEOUT}\n=======\n{tv.V2_TIMEOUT}\n>>>>>>> after updating\n"
-    assert f"<<<<<<< before updating\n{block}" in main_update.read("gunicorn.conf.py")
+    assert CONFLICT in main_update.read("gunicorn.conf.py")
     # Only the file both changed; unmerged in git, so it cannot be committed unresolved.
     assert tv.marker_files(main_update.project) == ["gunicorn.conf.py"]
     assert tv.conflict_files(main_update.project) == ["gunicorn.conf.py"]
@@ -101,7 +106,7 @@ def test_the_updated_project_passes_its_tests_and_serves(
     project = tmp_path / "demo-shop"  # the conflict resolved as this user would, on a copy
     shutil.copytree(main_update.project, project)
     gunicorn = project / "gunicorn.conf.py"
-    gunicorn.write_text(tv.take_ours(gunicorn.read_text()))
+    tv.edit(gunicorn, re.escape(CONFLICT), USER_TIMEOUT + "\n")  # the user's side kept
     assert tv.marker_files(project) == []
     tv.succeeded(venvs.run_project_tests(project, venvs.run_env(venv_bin)))
 
