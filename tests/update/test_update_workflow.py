@@ -10,7 +10,6 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -84,16 +83,6 @@ def test_the_script_updates_on_a_branch_only_when_it_should(template: Path, tmp_
     assert "-# mine: an edit the recopy sets aside" in tv.git(project, "diff", "--", "wsgi.py")
 
 
-def run_steps(
-    workflow: dict[str, Any], job: str, cwd: Path, env: dict[str, str], skip: str = ""
-) -> None:
-    """The `run:` steps of `job`, in bash as a GitHub runner runs them."""
-    for step in workflow["jobs"][job]["steps"]:
-        if "run" in step and step.get("name") != skip:
-            settings = {k: v for k, v in step.get("env", {}).items() if "${{" not in v}
-            tv.run_shell(step["run"], cwd, env | settings)
-
-
 def test_the_workflows_shell_steps_push_only_the_update_branch(
     template: Path, tmp_path: Path
 ) -> None:
@@ -117,11 +106,18 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
         tv.git(tmp_path, "clone", "-q", "--depth", "1", f"file://{origin}", name)
         return tmp_path / name
 
+    def run_steps(job: str, cwd: Path, env: dict[str, str], skip: str = "") -> None:
+        """The `run:` steps of `job`, in bash as a GitHub runner runs them."""
+        for step in workflow["jobs"][job]["steps"]:
+            if "run" in step and step.get("name") != skip:
+                settings = {k: v for k, v in step.get("env", {}).items() if "${{" not in v}
+                tv.run_shell(step["run"], cwd, env | settings)
+
     # Job 1 (Copier is installed here).
     first, output = tmp_path / "runner-1", tmp_path / "job-1-output"
     first.mkdir()
     job1 = runner | {"RUNNER_TEMP": str(first), "GITHUB_OUTPUT": str(output), "BRANCH": BRANCH}
-    run_steps(workflow, "update", checkout("checkout-1"), job1, skip="Install Copier")
+    run_steps("update", checkout("checkout-1"), job1, skip="Install Copier")
     produced = outputs(output)
     assert produced["branch"] == BRANCH
     update = sorted(p.name for p in (first / "update").iterdir())
@@ -133,7 +129,7 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
     job2 = runner | {"RUNNER_TEMP": str(second), "BRANCH": produced["branch"]}
     job2 |= {"TITLE": produced["title"], "CONFLICTS": produced["conflicts"]}
     checkout_2 = checkout("checkout-2")
-    run_steps(workflow, "pull-request", checkout_2, job2)
+    run_steps("pull-request", checkout_2, job2)
     assert tv.git(origin, "rev-parse", "main").strip() == sha, "the default branch is untouched"
     assert tv.git(origin, "log", "-1", "--format=%s", BRANCH).strip() == TITLE
     body = second / "update" / "pull-request.md"
@@ -144,6 +140,6 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
 
     # Next week, while that pull request is open: the branch exists, nothing is pushed.
     head = tv.git(origin, "rev-parse", BRANCH)
-    run_steps(workflow, "pull-request", checkout_2, job2)
+    run_steps("pull-request", checkout_2, job2)
     assert tv.git(origin, "rev-parse", BRANCH) == head
     assert (tmp_path / "gh-calls").read_text().splitlines()[2:] == ["auth setup-git"]
