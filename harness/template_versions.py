@@ -1,22 +1,8 @@
-"""Template versions as tags of a git repo, and projects that update between them.
-
-`copier update` only moves between git tags of a template, and the working tree
-is not committed when the tests run. So the tests build template repos of their
-own in a temp dir:
-
-- `build_template_versions`: 1.0.0 is the working tree; 2.0.0 is 1.0.0 plus the
-  deliberate changes of `_make_v2`, the kind a real release makes: a changed
-  gunicorn setting, a new view, a Dockerfile line, a Procfile line (so that a
-  user who deleted the Procfile proves it stays deleted), the nginx config moved
-  (with its `_migrations` entry, hooks/migrations/move_path.py, as a real release
-  must), a change to a file the user owns (which must not arrive), and a
-  CHANGELOG entry (which the update pull request quotes).
-- `build_release_versions`: 0.1.0 as released, then the working tree tagged with
-  pyproject.toml's version: what users of 0.1.0 will get.
-
-Each change of 2.0.0 anchors on a line that any version of the template has, and
-fails loudly when the anchor is gone, so that edits to the template never turn
-the tests into silent no-ops.
+"""Template versions as tags of a git repo in a temp dir (`copier update` moves only
+between tags, and the tests run on an uncommitted working tree), and the commands a
+user runs on a project generated from them. 2.0.0's changes (`_make_v2`) each anchor on
+a line every version has, so that an edit of the template fails loudly instead of
+turning a test into a no-op.
 """
 
 from __future__ import annotations
@@ -42,21 +28,15 @@ V1, V2 = "1.0.0", "2.0.0"
 # commit of main's history always does (CONTRIBUTING.md: cutting a release adds one).
 RELEASES = {"0.1.0": "de30a804991611289c6f0c522e04ebe540f583be"}
 RELEASED = "0.1.0"
-# What a template version is made of: copier.yml and template/ (which includes
-# from includes/ and locks/), hooks/ for tasks and migrations, and CHANGELOG.md,
-# which the update script quotes.
+# copier.yml and template/ (which includes from includes/ and locks/), hooks/ for tasks
+# and migrations, and CHANGELOG.md, which the update script quotes.
 TEMPLATE_PARTS = ("copier.yml", "CHANGELOG.md", "template", "hooks", "includes", "locks")
-# The script the generated update workflow runs, as the template ships it.
 UPDATE_SCRIPT = (
     REPO
-    / "template"
-    / "{% if ci == 'github' %}.github{% endif %}"
-    / "{% if update_workflow %}scripts{% endif %}"
-    / "update_from_template.py"
+    / "template/{% if ci == 'github' %}.github{% endif %}"
+    / "{% if update_workflow %}scripts{% endif %}/update_from_template.py"
 )
-
-# Copier commits in its own temp repos with its own identity; ours does the same
-# for the template and project repos, so no global git config is needed.
+# Our commits carry an identity of their own, so no global git config is needed.
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
     "GIT_AUTHOR_EMAIL": "test@example.com",
@@ -64,7 +44,14 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "test@example.com",
 }
 
-# ---- what 2.0.0 changes, as the lines a test can look for ----------------------
+# What the user's edits in the update tests add (their package is BASE_ANSWERS' one).
+PACKAGE = "demo_shop"
+USER_VIEW = '\n\n@bp.get("/mine")\ndef mine() -> str:\n    return "a view of my own"\n'
+USER_README = "Internal notes: this shop sells only tea."
+USER_REQUIREMENT = "requests==2.32.3"  # as the CHANGELOG's "By hand" example names it
+USER_STYLE = "body { background: papayawhip; }  /* mine */\n"
+
+# What 2.0.0 changes, as the lines a test can look for.
 V2_TIMEOUT = 'timeout = env_int("GUNICORN_TIMEOUT", 45)  # v2: a shorter bound'
 V2_GUNICORN_TAIL = "# v2: a closing note added by the template"
 V2_VIEW = '@bp.get("/v2")\ndef v2_page() -> str:\n    return "added in v2"\n'
@@ -72,8 +59,7 @@ V2_DOCKERFILE = 'LABEL org.opencontainers.image.version="2.0.0"'
 V2_PROCFILE = "# v2: a note the template added to the Procfile"
 V2_NGINX_TAIL = "# v2: a note added by the template"
 V2_STYLE = "/* v2: a change the user's own stylesheet must not get */"
-# What update_from_template.py quotes in its pull request text: the entries
-# between the project's version and the new one (this one), and nothing older.
+# The update pull request quotes the entries newer than the project's version.
 V2_CHANGELOG = """\
 ## 2.0.0 (a test release)
 
@@ -99,27 +85,20 @@ MOVE_MIGRATION = {
 
 
 def git(cwd: Path, *args: str) -> str:
-    """Run git in `cwd`; its stdout, or an error with its stderr."""
-    result = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env={**os.environ, **GIT_ENV},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_as_user(cwd, ["git", *args])
     assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
     return result.stdout
 
 
-def commit_all(repo: Path, message: str) -> None:
+def commit_all(repo: Path, message: str, tag: str = "") -> None:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--no-gpg-sign", "-m", message)
+    if tag:
+        git(repo, "tag", tag)
 
 
 def edit(path: Path, pattern: str, replacement: str | Callable[[re.Match[str]], str]) -> None:
-    """Replace the one match of `pattern` (multiline) in `path` with `replacement`,
-    taken literally, or computed from the match; fail unless there is exactly one."""
+    """Replace the one match of `pattern` (multiline) with `replacement`, literal or computed."""
     replace = replacement if callable(replacement) else (lambda _: replacement)
     text, count = re.subn(pattern, replace, path.read_text(), flags=re.MULTILINE)
     assert count == 1, f"{path}: expected one match of {pattern!r}, found {count}"
@@ -127,7 +106,6 @@ def edit(path: Path, pattern: str, replacement: str | Callable[[re.Match[str]], 
 
 
 def insert_after(path: Path, pattern: str, text: str) -> None:
-    """Insert `text` right after the one match of `pattern` in `path`."""
     edit(path, pattern, lambda match: match[0] + text)
 
 
@@ -150,8 +128,8 @@ def _make_v2(root: Path) -> None:
     append(template / "{% if with_procfile %}Procfile{% endif %}.jinja", V2_PROCFILE)
     append(template / "{{package_name}}" / "static" / "style.css", V2_STYLE)
     insert_before_first_heading(root / "CHANGELOG.md", V2_CHANGELOG)
-
-    # The move: git sees a rename; Copier sees a deleted and an added file.
+    # The move, with its `_migrations` entry as a real release needs: git sees a
+    # rename; Copier sees a deleted and an added file.
     old = template / TEMPLATE_NGINX / "{{project_slug}}.conf.jinja"
     new = template / TEMPLATE_NGINX / "sites" / "{{project_slug}}.conf.jinja"
     assert old.is_file(), f"the nginx config moved in the working tree: {old} is gone"
@@ -165,21 +143,14 @@ def _make_v2(root: Path) -> None:
 
 
 def _copy_working_tree(root: Path) -> None:
-    """The working tree's TEMPLATE_PARTS into `root`, replacing what was there."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for part in TEMPLATE_PARTS:
         target, source = root / part, REPO / part
         if target.is_dir():
             shutil.rmtree(target)
         if source.is_dir():
-            shutil.copytree(source, target, ignore=ignore)
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(source, target)
-
-
-def _tag(root: Path, version: str, message: str) -> None:
-    commit_all(root, message)
-    git(root, "tag", version)
 
 
 def build_template_versions(root: Path) -> Path:
@@ -187,9 +158,9 @@ def build_template_versions(root: Path) -> Path:
     root.mkdir(parents=True)
     _copy_working_tree(root)
     git(root, "init", "-q", "-b", "main")
-    _tag(root, V1, "the template as it is")
+    commit_all(root, "the template as it is", tag=V1)
     _make_v2(root)
-    _tag(root, V2, "the next release")
+    commit_all(root, "the next release", tag=V2)
     return root
 
 
@@ -201,22 +172,15 @@ def version_in_the_making() -> str:
 
 
 def build_release_versions(root: Path) -> Path:
-    """A git repo at `root`: tag 0.1.0 as released, then the working tree tagged with
-    pyproject.toml's version, so that tests update a real 0.1.0 project to this one."""
-    root.mkdir(parents=True)
+    """A git repo at `root`: 0.1.0 as released, then the working tree as the next version."""
     released = [part for part in TEMPLATE_PARTS if part not in ("includes", "locks")]
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", RELEASES[RELEASED], *released],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True, timeout=60)
+    archive = root.parent / f"{RELEASED}.tar"
+    git(REPO, "archive", f"--output={archive}", RELEASES[RELEASED], *released)
+    shutil.unpack_archive(archive, root)
     git(root, "init", "-q", "-b", "main")
-    _tag(root, RELEASED, f"{RELEASED} as released")
+    commit_all(root, f"{RELEASED} as released", tag=RELEASED)
     _copy_working_tree(root)
-    _tag(root, version_in_the_making(), "the working tree")
+    commit_all(root, "the working tree", tag=version_in_the_making())
     return root
 
 
@@ -237,24 +201,23 @@ def copy_project(template: Path, dst: Path, vcs_ref: str = V1, **answers: Any) -
 
 
 def run_as_user(
-    project: Path, command: list[str], timeout: float = 300, **env: str
+    cwd: Path, command: list[str], env: Mapping[str, str] | None = None, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    """`command` in `project` as a user runs it from a terminal: git's identity set,
-    no colours in the output, nothing on stdin (a prompt fails instead of hanging)."""
+    """`command` in `cwd` as a user runs it from a terminal (git's identity set, no colours)
+    or in `env`; nothing on stdin, so that a prompt fails instead of hanging."""
+    base = {**os.environ, **GIT_ENV, "NO_COLOR": "1"} if env is None else env
     return subprocess.run(
         command,
-        cwd=project,
-        env={**os.environ, **GIT_ENV, "NO_COLOR": "1", **env},
+        cwd=cwd,
+        env={**base, **extra},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=300,
     )
 
 
 def run_copier(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The Copier CLI in `project`, output captured: its output is what a user
-    reads, and migration scripts print to the process's own stdout."""
     return run_as_user(project, [sys.executable, "-m", "copier", *args])
 
 
@@ -270,20 +233,10 @@ def succeeded(result: subprocess.CompletedProcess[str]) -> str:
     return output
 
 
-def run_shell(script: str, cwd: Path, env: Mapping[str, str], timeout: float = 300) -> str:
-    """`script` in bash as a CI runner runs a step: stop at the first failing
-    command (of a pipe too), nothing on stdin. Its output; it must succeed."""
-    return succeeded(
-        subprocess.run(
-            ["bash", "-eo", "pipefail", "-c", script],
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    )
+def run_shell(script: str, cwd: Path, env: Mapping[str, str]) -> str:
+    """`script` in bash as a CI runner runs a step (it stops at the first failing command,
+    of a pipe too); its output. It must succeed."""
+    return succeeded(run_as_user(cwd, ["bash", "-eo", "pipefail", "-c", script], env))
 
 
 def snapshot(project: Path) -> dict[str, tuple[bytes, int]]:
@@ -307,14 +260,4 @@ def marker_files(project: Path) -> list[str]:
         name
         for name, (content, _) in snapshot(project).items()
         if markers.search(content.decode(errors="replace"))
-    )
-
-
-def take_ours(text: str) -> str:
-    """Resolve every conflict block in favour of the user's side."""
-    return re.sub(
-        r"^<<<<<<< before updating\n(.*?)^=======\n.*?^>>>>>>> after updating\n",
-        r"\1",
-        text,
-        flags=re.MULTILINE | re.DOTALL,
     )

@@ -1,16 +1,9 @@
-"""A fleet of twelve projects updated from one template release, the way the
-weekly workflow does it.
+"""A fleet of twelve projects updated from one template release, as the weekly workflow does.
 
-Each project is generated at 1.0.0 with its own answers (the two presets
-among them), gets one typical edit of its own, is committed, and is updated to
-2.0.0 (harness/template_versions.py) by the very script the generated workflow
-runs: `.github/scripts/update_from_template.py`, taken from the template. Every
-project is one test, so pytest-xdist spreads the fleet over the cores; each
-records a row, and the session prints them as one table (tests/conftest.py).
-
-Each test asserts what the fleet as a whole must show: none of the user's lines
-lost, every conflict named in git (the update commit) and in the pull request
-text, and the project's own tests passing whenever there was no conflict.
+Each is generated at 1.0.0 with its own answers (the two presets among them), gets one
+typical edit of its own, is committed, and is updated to 2.0.0 by the script the generated
+workflow runs, taken from the template. One test per project, so pytest-xdist spreads the
+fleet; each records a row of the session's table (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -20,136 +13,40 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
 
 from harness import REPO
+from harness import template_versions as tv
 from harness.serving import answers
-from harness.template_versions import (
-    UPDATE_SCRIPT,
-    V2,
-    append,
-    commit_all,
-    copy_project,
-    edit,
-    git,
-    insert_after,
-    marker_files,
-    run_as_user,
-    succeeded,
-)
 from harness.venvs import project_venv, run_env, run_project_tests
 
-
-@dataclass
-class Kept:
-    """What of the user's change the update must keep: lines in files (by their
-    path after the update) and files that stay deleted; and the `conflicts` it
-    is expected to make, and the `update_args` this user gives the script."""
-
-    lines: list[tuple[str, str]] = field(default_factory=list)
-    absent: list[str] = field(default_factory=list)
-    conflicts: tuple[str, ...] = ()
-    update_args: tuple[str, ...] = ()
-
-    def count(self, project: Path) -> int:
-        found = sum(
-            (project / name).is_file() and line in (project / name).read_text()
-            for name, line in self.lines
-        )
-        return found + sum(not (project / name).exists() for name in self.absent)
-
-    @property
-    def total(self) -> int:
-        return len(self.lines) + len(self.absent)
+VIEW = '@bp.get("/hello")\ndef hello() -> str:\n    return "hello from the course"\n'
+TEST = """def test_health_says_ok(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+"""
+CONFIG = '    "PERMANENT_SESSION_LIFETIME": 3600,  # mine: sessions last an hour\n'
+PROSE = "\nOur team's notes: deploys go out on Tuesdays, after the review.\n"
+BACKLOG = 'backlog = env_int("GUNICORN_BACKLOG", 4096)  # mine: bursts of clients'
+KEEPALIVE = "    keepalive 64;  # mine: more idle connections to the app"
+TIMEOUT = "timeout = 120  # mine: the reports endpoint is slow"
+DOTENV = "APP_UID=1000  # mine: files written by web-dev belong to me"
+# 2.0.0 moves the site file; a migration carries the edit to the new place.
+MOVED = {"deploy/nginx/{project_slug}.conf": "deploy/nginx/sites/{project_slug}.conf"}
 
 
-# ---- the twelve user changes: each edits a project as its owner would ----------
-
-
-def new_view(project: Path, package: str) -> Kept:
-    view = '@bp.get("/hello")\ndef hello() -> str:\n    return "hello from the course"\n'
-    append(project / package / "views.py", "\n\n" + view)
-    # 2.0.0 adds a view at the end too: git cannot tell which goes first.
-    lines = [(f"{package}/views.py", line) for line in view.splitlines()]
-    return Kept(lines, conflicts=(f"{package}/views.py",))
-
-
-def config_setting(project: Path, package: str) -> Kept:
-    line = '    "PERMANENT_SESSION_LIFETIME": 3600,  # mine: sessions last an hour'
-    anchor = r'^    "SESSION_COOKIE_SECURE": True,\n'
-    insert_after(project / package / "config.py", anchor, line + "\n")
-    return Kept([(f"{package}/config.py", line)])
-
-
-def a_test(project: Path, package: str) -> Kept:
-    test = (
-        "def test_health_says_ok(client):\n"
-        '    assert client.get("/healthz").get_json() == {"status": "ok"}\n'
-    )
-    (project / "tests" / "test_mine.py").write_text(test)
-    return Kept([("tests/test_mine.py", line) for line in test.splitlines()])
-
-
-def readme_prose(project: Path, package: str) -> Kept:
-    prose = "Our team's notes: deploys go out on Tuesdays, after the review."
-    insert_after(project / "README.md", r"\A# .*\n", f"\n{prose}\n")
-    return Kept([("README.md", prose)])
-
-
-def gunicorn_setting(project: Path, package: str) -> Kept:
-    line = 'backlog = env_int("GUNICORN_BACKLOG", 4096)  # mine: bursts of clients'
-    edit(project / "gunicorn.conf.py", r"^backlog = .*$", line)
-    return Kept([("gunicorn.conf.py", line)])
-
-
-def dockerfile_line(project: Path, package: str) -> Kept:
-    line = "ENV TZ=Europe/Berlin"
-    insert_after(project / "Dockerfile", r"^WORKDIR /app\n", line + "\n")
-    return Kept([("Dockerfile", line)])
-
-
-def nginx_site(project: Path, package: str) -> Kept:
-    slug = answers(project)["project_slug"]
-    line = "    keepalive 64;  # mine: more idle connections to the app"
-    edit(project / f"deploy/nginx/{slug}.conf", r"^    keepalive 32;$", line)
-    # 2.0.0 moves the site file; a migration carries the edit to the new place.
-    return Kept([(f"deploy/nginx/sites/{slug}.conf", line)])
-
-
-def added_dependency(project: Path, package: str) -> Kept:
-    pin, spec = "requests==2.32.3", '    "requests>=2.32",'
-    append(project / "requirements.txt", pin)
-    insert_after(project / "pyproject.toml", r'^    "flask>=3\.1,<4",\n', spec + "\n")
-    return Kept([("requirements.txt", pin), ("pyproject.toml", spec)])
-
-
-def deleted_file(project: Path, package: str) -> Kept:
-    # A file 2.0.0 changes: the user's deletion must win over the new lines.
-    (project / "Dockerfile").unlink()
-    return Kept(absent=["Dockerfile"])
-
-
-def option_turned_on(project: Path, package: str) -> Kept:
-    # The change is the answer given to the update.
-    lines = [(".copier-answers.yml", "with_docker: true"), ("Dockerfile", "FROM ")]
-    return Kept(lines, update_args=("--", "--data", "with_docker=true"))
-
-
-def edited_dotenv(project: Path, package: str) -> Kept:
-    line = "APP_UID=1000  # mine: files written by web-dev belong to me"
-    append(project / ".env", line)  # git-ignored: the update must not even look
-    return Kept([(".env", line)])
-
-
-def same_lines_as_the_template(project: Path, package: str) -> Kept:
-    line = "timeout = 120  # mine: the reports endpoint is slow"
-    edit(project / "gunicorn.conf.py", r"^timeout = .*$", line)  # 2.0.0 changes it too
-    return Kept([("gunicorn.conf.py", line)], conflicts=("gunicorn.conf.py",))
+class Member(NamedTuple):
+    answers: dict[str, Any]
+    # (file, anchor, text): the text replaces the anchor's one match (a regex) if it ends
+    # with "$", else goes after it; no anchor: appended, or the file written; no text: the
+    # file deleted. Every line of a text is kept, a deleted file stays deleted.
+    edits: list[tuple[str, str | None, str | None]]
+    conflicts: tuple[str, ...] = ()  # the conflicts the update is expected to make
+    update_args: tuple[str, ...] = ()  # what this user gives the script
+    expected: tuple[tuple[str, str], ...] = ()  # (file, line) the update must bring
 
 
 def preset(name: str) -> dict[str, Any]:
@@ -159,104 +56,145 @@ def preset(name: str) -> dict[str, Any]:
     return given
 
 
-# name: (answers, change)
-FLEET: dict[str, tuple[dict[str, Any], Callable[[Path, str], Kept]]] = {
-    "course-kit": (preset("course") | {"project_name": "Course Kit"}, new_view),
-    "production": (preset("production") | {"project_name": "Payments"}, nginx_site),
-    "defaults": ({}, config_setting),
-    "bare": (
+FLEET = {
+    # 2.0.0 adds a view at the end too: git cannot tell which goes first.
+    "course-kit: new view": Member(
+        preset("course") | {"project_name": "Course Kit"},
+        [("{package_name}/views.py", None, "\n\n" + VIEW)],
+        conflicts=("course_kit/views.py",),
+    ),
+    "production: nginx site": Member(
+        preset("production") | {"project_name": "Payments"},
+        [("deploy/nginx/{project_slug}.conf", "^    keepalive 32;$", KEEPALIVE)],
+    ),
+    "defaults: config setting": Member(
+        {},
+        [("{package_name}/config.py", r'^    "SESSION_COOKIE_SECURE": True,\n', CONFIG)],
+    ),
+    "bare: a test": Member(
         {"with_docker": False, "with_nginx": False, "with_procfile": False, "ci": "none"},
-        a_test,
+        [("tests/test_mine.py", None, TEST)],
     ),
-    "granian": ({"project_name": "Fast Shop", "server": "granian"}, readme_prose),
-    "sqlite": ({"project_name": "Notes", "database": "sqlite"}, gunicorn_setting),
-    "other-names": (
+    "granian: readme prose": Member(
+        {"project_name": "Fast Shop", "server": "granian"}, [("README.md", r"\A# .*\n", PROSE)]
+    ),
+    "sqlite: gunicorn setting": Member(
+        {"project_name": "Notes", "database": "sqlite"},
+        [("gunicorn.conf.py", "^backlog = .*$", BACKLOG)],
+    ),
+    "other-names: dockerfile line": Member(
         {"project_name": "Inventory API", "package_name": "inventory"},
-        dockerfile_line,
+        [("Dockerfile", r"^WORKDIR /app\n", "ENV TZ=Europe/Berlin\n")],
     ),
-    "big-uploads": (
+    "big-uploads: added dependency": Member(
         {"project_name": "Uploads", "max_body_size": "50m", "domain": "files.example.org"},
-        added_dependency,
+        [
+            ("requirements.txt", None, "requests==2.32.3"),
+            ("pyproject.toml", r'^    "flask>=3\.1,<4",\n', '    "requests>=2.32",\n'),
+        ],
     ),
-    "postgres-k8s": (
+    # A file 2.0.0 changes: the user's deletion must win over the new lines.
+    "postgres-k8s: deleted file": Member(
         {"project_name": "Ledger", "database": "postgresql", "with_k8s": True},
-        deleted_file,
+        [("Dockerfile", None, None)],
     ),
-    "docker-later": (
+    # The change is the answer given to the update.
+    "docker-later: option turned on": Member(
         {"project_name": "Later", "with_docker": False, "with_nginx": False},
-        option_turned_on,
+        [],
+        update_args=("--", "--data", "with_docker=true"),
+        expected=((".copier-answers.yml", "with_docker: true"), ("Dockerfile", "FROM ")),
     ),
-    "no-ci": ({"project_name": "Quiet", "ci": "none"}, edited_dotenv),
-    "same-lines": ({"project_name": "Reports"}, same_lines_as_the_template),
+    # .env is git-ignored: the update must not even look.
+    "no-ci: edited dotenv": Member(
+        {"project_name": "Quiet", "ci": "none"}, [(".env", None, DOTENV)]
+    ),
+    # 2.0.0 changes the same line.
+    "same-lines: same lines as the template": Member(
+        {"project_name": "Reports"},
+        [("gunicorn.conf.py", "^timeout = .*$", TIMEOUT)],
+        conflicts=("gunicorn.conf.py",),
+    ),
 }
 
 
-def pull_request_conflicts(body: str) -> list[str]:
-    """The files listed under the pull request text's "Conflicts" heading."""
-    section = re.search(r"^## Conflicts.*?\n(.*?)(?=^## )", body, re.MULTILINE | re.DOTALL)
-    assert section is not None, body
-    return re.findall(r"^- `([^`]+)`$", section[1], re.MULTILINE)
+def make_edits(project: Path, member: Member) -> tuple[list[tuple[str, str]], list[str]]:
+    """The member's edits made; the (file, line) the update must keep, the files deleted."""
+    names, kept, deleted = answers(project), list(member.expected), []
+    for name, anchor, text in member.edits:
+        path = project / name.format(**names)
+        if text is None:
+            path.unlink()
+            deleted.append(name)
+        elif anchor is None:
+            tv.append(path, text) if path.exists() else path.write_text(text)
+        elif anchor.endswith("$"):
+            tv.edit(path, anchor, text)
+        else:
+            tv.insert_after(path, anchor, text)
+        at = MOVED.get(name, name).format(**names)
+        kept += [(at, line) for line in (text or "").splitlines() if line.strip()]
+    return kept, deleted
 
 
-def commit_conflicts(project: Path) -> list[str]:
-    """The files the update commit's message names as conflicts."""
-    message = git(project, "log", "-1", "--format=%B")
-    _, _, listed = message.partition("Conflicts to resolve:\n")
-    return [line.strip() for line in listed.splitlines() if line.strip()]
+def has_line(path: Path, line: str) -> bool:
+    return path.is_file() and line in path.read_text()
 
 
 @pytest.mark.parametrize("name", FLEET)
 def test_fleet_member_updates_without_losing_work(
     name: str, template: Path, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
-    given, change = FLEET[name]
-    project = copy_project(template, tmp_path / name, **given)
-    # The pins as generated: one shared, cached venv per set of pins (the
-    # user's added dependency is declared, not imported).
+    member, (project_name, change) = FLEET[name], name.split(": ")
+    project = tv.copy_project(template, tmp_path / project_name, **member.answers)
+    # The pins as generated: one shared, cached venv per set of pins (the user's added
+    # dependency is declared, not imported).
     env = run_env(project_venv(project))
-    kept = change(project, answers(project)["package_name"])
-    if git(project, "status", "--porcelain"):  # .env and answers are not committed
-        commit_all(project, f"my change: {change.__name__}")
+    kept, deleted = make_edits(project, member)
+    if tv.git(project, "status", "--porcelain"):  # .env and answers are not committed
+        tv.commit_all(project, f"my change: {change}")
 
     body_file = tmp_path / "pull-request.md"
     started = time.monotonic()
-    command = [sys.executable, str(UPDATE_SCRIPT), "--body-file", str(body_file)]
-    output = succeeded(run_as_user(project, [*command, *kept.update_args]))
+    command = [sys.executable, str(tv.UPDATE_SCRIPT), "--body-file", str(body_file)]
+    output = tv.succeeded(tv.run_as_user(project, [*command, *member.update_args]))
     seconds = time.monotonic() - started
 
     # On its own branch, one commit on top of the user's, the tree clean.
-    assert git(project, "branch", "--show-current").strip() == f"template-update/{V2}"
-    assert git(project, "rev-list", "--count", "main..HEAD").strip() == "1"
-    assert git(project, "status", "--porcelain") == ""
-    assert answers(project)["_commit"] == V2
-    changed = git(project, "diff", "--name-only", "--no-renames", "main", "HEAD").split()
+    assert tv.git(project, "branch", "--show-current").strip() == f"template-update/{tv.V2}"
+    assert tv.git(project, "rev-list", "--count", "main..HEAD").strip() == "1"
+    assert tv.git(project, "status", "--porcelain") == ""
+    assert answers(project)["_commit"] == tv.V2
+    changed = tv.git(project, "diff", "--name-only", "--no-renames", "main", "HEAD").split()
 
-    # Every conflict named: the files that hold markers (or .rej files) are
-    # exactly those listed in the commit and in the pull request text.
+    # Every conflict named: the files that hold markers (or .rej files) are exactly
+    # those listed in the commit and in the pull request text.
     body = body_file.read_text()
-    rejected = [name for name in changed if name.endswith(".rej")]
-    in_tree = sorted(marker_files(project) + rejected)
-    assert commit_conflicts(project) == in_tree, output
-    assert pull_request_conflicts(body) == in_tree, body
-    assert in_tree == sorted(kept.conflicts), "the conflicts this change was expected to make"
+    in_tree = sorted(tv.marker_files(project) + [n for n in changed if n.endswith(".rej")])
+    listed = tv.git(project, "log", "-1", "--format=%B").partition("Conflicts to resolve:\n")[2]
+    assert [line.strip() for line in listed.splitlines() if line.strip()] == in_tree, output
+    section = re.search(r"^## Conflicts.*?\n(.*?)(?=^## )", body, re.MULTILINE | re.DOTALL)
+    assert section is not None, body
+    assert re.findall(r"^- `([^`]+)`$", section[1], re.MULTILINE) == in_tree, body
+    assert in_tree == sorted(member.conflicts), "the conflicts this change was expected to make"
     # Only this release's entries in the text, none of the older ones.
-    assert "### 2.0.0 (a test release)" in body
-    assert "### 0.1.0" not in body
+    assert "### 2.0.0 (a test release)" in body and "### 0.1.0" not in body
 
-    lines_kept = kept.count(project)
+    lost = [f"{file}: {line}" for file, line in kept if not has_line(project / file, line)]
+    lost += [file for file in deleted if (project / file).exists()]
+    total = len(kept) + len(deleted)
     suite = run_project_tests(project, env)
     row = {
-        "project": name,
-        "change": change.__name__.replace("_", " "),
+        "project": project_name,
+        "change": change,
         "files changed": len(changed),
         "conflicts": ", ".join(in_tree) or "-",
-        "user lines kept": f"{lines_kept}/{kept.total}",
+        "user lines kept": f"{total - len(lost)}/{total}",
         # Markers in a Python file the tests import fail them: expected until resolved.
         "own tests": "pass" if suite.returncode == 0 else "fail" if in_tree else "FAIL",
         "update s": f"{seconds:.1f}",
     }
     record_property("fleet_row", json.dumps(row))
-
-    assert lines_kept == kept.total, f"user lines lost in {name}"
+    assert lost == [], f"user lines lost in {name}"
     if not in_tree:
         assert suite.returncode == 0, suite.stdout + suite.stderr

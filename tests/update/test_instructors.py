@@ -1,11 +1,7 @@
-"""The README's "For instructors" section, run command by command.
-
-Every ```sh block of the section runs in bash, in order, as written, except
-that `https://github.com/you/` points at bare repositories in a temp dir (the
-"forge"). Between the blocks the test does what the prose asks of people: the
-instructor fixes the template; a student edits the very lines the fix changes.
-Then it checks what the student gets: a branch with the fix, the conflict
-named, and the instructor's CHANGELOG entry in the pull request text.
+"""The README's "For instructors" section, run command by command: each ```sh block in
+bash, in order, as written, but with `https://github.com/you/` pointing at repositories in
+a temp dir (the "forge"). Between the blocks the test does what the prose asks of people:
+the instructor fixes the template; a student edits the very lines the fix changes.
 """
 
 from __future__ import annotations
@@ -17,14 +13,7 @@ import sys
 from pathlib import Path
 
 from harness import REPO
-from harness.template_versions import (
-    GIT_ENV,
-    commit_all,
-    edit,
-    git,
-    insert_before_first_heading,
-    run_shell,
-)
+from harness import template_versions as tv
 
 GITHUB = "https://github.com/you/"
 GUNICORN_CONF = "{% if server == 'gunicorn' %}gunicorn.conf.py{% endif %}.jinja"
@@ -33,82 +22,77 @@ STUDENT = "timeout = 90  # mine: my laptop is slow"
 FIX_CHANGELOG = "## 0.2.1 (2026-12-01)\n\n### On update\n- gunicorn's timeout is 60 s.\n\n"
 
 
-def section_blocks(readme: str, heading: str) -> list[str]:
-    """The ```sh blocks of the README section that starts with `heading`."""
-    section = readme.split(heading, 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^```sh\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
-
-
 def run_block(block: str, cwd: Path, forge: Path) -> str:
     """One block in bash, stopping at the first failing command or unset variable."""
     bindir = Path(sys.executable).parent  # copier and python, as installed by the reader
-    env = {**os.environ, **GIT_ENV, "PATH": f"{bindir}:{os.environ['PATH']}", "NO_COLOR": "1"}
-    return run_shell("set -u\n" + block.replace(GITHUB, f"{forge}/"), cwd, env)
+    env = {**os.environ, **tv.GIT_ENV, "PATH": f"{bindir}:{os.environ['PATH']}", "NO_COLOR": "1"}
+    return tv.run_shell("set -u\n" + block.replace(GITHUB, f"{forge}/"), cwd, env)
 
 
 def publish_the_template(forge: Path, work: Path) -> None:
     """This repository as the fork on the forge, without tags (tags made in a
     clone do not reach a fork: the instructor's first block makes one)."""
     source = work / "source"
+    forge.mkdir()
     # A fork is the whole repository; what git and Python leave around is not.
     ignore = shutil.ignore_patterns(
         ".git", ".venv", "build", "__pycache__", "*.pyc", ".ruff_cache", ".pytest_cache"
     )
     shutil.copytree(REPO, source, ignore=ignore)
-    git(source, "init", "-q", "-b", "main")
-    commit_all(source, "copier-flask")
+    tv.git(source, "init", "-q", "-b", "main")
+    tv.commit_all(source, "copier-flask")
     for name in ("copier-flask", "python-101-kit"):
         # Not bare: Copier takes a bare repository's path for a folder to copy.
         # updateInstead lets pushes into its checked-out branch, like GitHub.
-        git(forge, "init", "-q", "-b", "main", name)
-        git(forge / name, "config", "receive.denyCurrentBranch", "updateInstead")
-    git(source, "push", "-q", str(forge / "copier-flask"), "main")
+        tv.git(forge, "init", "-q", "-b", "main", name)
+        tv.git(forge / name, "config", "receive.denyCurrentBranch", "updateInstead")
+    tv.git(source, "push", "-q", str(forge / "copier-flask"), "main")
 
 
 def test_the_instructors_commands_work_as_written(tmp_path: Path) -> None:
-    blocks = section_blocks((REPO / "README.md").read_text(), "## For instructors")
+    section = (REPO / "README.md").read_text().split("## For instructors", 1)[1].split("\n## ")[0]
+    blocks = re.findall(r"^```sh\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
     assert len(blocks) == 5, "this test follows the section's five blocks; update both"
     make_preset, make_kit, student_copy, tag_fix, student_update = blocks
     forge, home = tmp_path / "forge", tmp_path / "home"
-    forge.mkdir()
     home.mkdir()
     publish_the_template(forge, tmp_path)
 
     # Blocks 1 and 2 in one shell, as one terminal runs them: block 1 ends where block 2 starts.
     run_block(make_preset + make_kit, home, forge)
     assert (home / "copier-flask" / "presets" / "python-101.yml").is_file()
-    assert "python-101.yml" in git(forge / "copier-flask", "ls-tree", "-r", "main", "presets")
-    assert "0.2.0" in git(forge / "copier-flask", "tag", "--list")
+    assert "python-101.yml" in tv.git(forge / "copier-flask", "ls-tree", "-r", "main", "presets")
+    assert "0.2.0" in tv.git(forge / "copier-flask", "tag", "--list")
     kit = home / "python-101-kit"
     assert "_commit: 0.2.0" in (kit / ".copier-answers.yml").read_text()
     assert not (kit / "Dockerfile").exists(), "the course preset: no Docker"
-    assert git(forge / "python-101-kit", "rev-parse", "main")
+    assert tv.git(forge / "python-101-kit", "rev-parse", "main")
 
     # A student without GitHub got the preset file from the instructor.
     shutil.copy2(home / "copier-flask" / "presets" / "python-101.yml", home)
     run_block(student_copy, home, forge)
     student = home / "my-project"
-    edit(student / "gunicorn.conf.py", r"^timeout = .*$", STUDENT)
-    commit_all(student, "my timeout")
+    tv.edit(student / "gunicorn.conf.py", r"^timeout = .*$", STUDENT)
+    tv.commit_all(student, "my timeout")
     # Another student made a repository from the kit ("Use this template").
-    git(home, "clone", "-q", str(forge / "python-101-kit"), "from-kit")
+    tv.git(home, "clone", "-q", str(forge / "python-101-kit"), "from-kit")
 
     # The instructor's fix, committed in the fork as the prose says; then the block tags it.
     fork = home / "copier-flask"
-    edit(fork / "template" / GUNICORN_CONF, r"^timeout = .*$", FIX)
-    insert_before_first_heading(fork / "CHANGELOG.md", FIX_CHANGELOG)
-    commit_all(fork, "Fix: a longer timeout for the exercise")
+    tv.edit(fork / "template" / GUNICORN_CONF, r"^timeout = .*$", FIX)
+    tv.insert_before_first_heading(fork / "CHANGELOG.md", FIX_CHANGELOG)
+    tv.commit_all(fork, "Fix: a longer timeout for the exercise")
     run_block(tag_fix, home, forge)
 
     output = run_block(student_update, home, forge)
     assert "1 conflict(s)" in output
-    assert git(student, "branch", "--show-current").strip() == "template-update/0.2.1"
+    assert tv.git(student, "branch", "--show-current").strip() == "template-update/0.2.1"
     merged = (student / "gunicorn.conf.py").read_text()
     assert f"<<<<<<< before updating\n{STUDENT}\n=======\n{FIX}\n>>>>>>> after updating" in merged
     body = (student / ".git" / "TEMPLATE_UPDATE.md").read_text()
     assert "- `gunicorn.conf.py`" in body
     assert "### 0.2.1 (2026-12-01)" in body and "60 s" in body
-    assert "Update from the template: 0.2.0 → 0.2.1" in git(student, "log", "-1", "--format=%s")
+    assert "Update from the template: 0.2.0 → 0.2.1" in tv.git(student, "log", "-1", "--format=%s")
 
     # The kit's copy updates the same way, and cleanly: its student changed nothing.
     from_kit = run_block(student_update.replace("my-project", "from-kit"), home, forge)
