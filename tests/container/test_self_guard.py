@@ -83,45 +83,43 @@ def deploy_job(
             run_podman(env, "rm", "-f", container.read_text().strip(), check=False)
 
 
-def test_the_deploy_job_builds_runs_and_stops_the_image(
+def test_the_deploy_job_builds_runs_and_stops_the_image_and_runs_nginx_t(
     deploy_project: Path, docker: dict[str, str], tmp_path: Path
 ) -> None:
-    result = deploy_job(deploy_project, docker, tmp_path, lambda name: "nginx" not in name)
-    assert result.returncode == 0, result.stdout + result.stderr
+    image = deploy_job(deploy_project, docker, tmp_path, lambda name: "nginx" not in name)
+    assert image.returncode == 0, image.stdout + image.stderr
     # The last step printed the container's log: gunicorn stopped on SIGTERM.
-    assert "Shutting down: Master" in result.stdout + result.stderr
+    assert "Shutting down: Master" in image.stdout + image.stderr
+    nginx = deploy_job(deploy_project, docker, tmp_path, lambda name: "nginx -t" in name)
+    assert nginx.returncode == 0, nginx.stdout + nginx.stderr
+    assert nginx.stderr.count("test is successful") == 2, nginx.stderr
 
 
-def test_a_dockerfile_that_does_not_build_fails_the_deploy_job(
-    deploy_project: Path, docker: dict[str, str], tmp_path: Path
+# What breaks: the file, the text replaced, the steps that must fail, and their error.
+BROKEN = {
+    "dockerfile": ("Dockerfile", " wsgi.py ./", " no-such-file.py ./", "Build the image"),
+    "nginx": (
+        "deploy/nginx/include/site.conf",
+        "listen 80;",
+        "listen 80;\n    no_such_directive on;",
+        "nginx -t",
+    ),
+}
+ERRORS = {"dockerfile": "no-such-file.py", "nginx": 'unknown directive "no_such_directive"'}
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_a_broken_file_fails_the_deploy_job(
+    deploy_project: Path, docker: dict[str, str], tmp_path: Path, broken: str
 ) -> None:
+    """A Dockerfile that does not build; an nginx file that fails `nginx -t`."""
+    path, old, new, steps = BROKEN[broken]
     project = copy_without_venv(deploy_project, tmp_path / "project")
-    dockerfile = project / "Dockerfile"
-    dockerfile.write_text(dockerfile.read_text().replace(" wsgi.py ./", " no-such-file.py ./", 1))
-    assert "no-such-file.py" in dockerfile.read_text()
-    result = deploy_job(project, docker, tmp_path, lambda name: name == "Build the image")
+    (project / path).write_text((project / path).read_text().replace(old, new, 1))
+    assert new in (project / path).read_text()
+    result = deploy_job(project, docker, tmp_path, lambda name: steps in name)
     assert result.returncode != 0, result.stdout
-    assert "no-such-file.py" in result.stdout + result.stderr
-
-
-def test_the_deploy_job_runs_nginx_t_and_fails_on_a_broken_file(
-    deploy_project: Path, docker: dict[str, str], tmp_path: Path
-) -> None:
-    def nginx_steps(name: str) -> bool:
-        return "nginx -t" in name
-
-    passed = deploy_job(deploy_project, docker, tmp_path, nginx_steps)
-    assert passed.returncode == 0, passed.stdout + passed.stderr
-    assert passed.stderr.count("test is successful") == 2, passed.stderr
-
-    project = copy_without_venv(deploy_project, tmp_path / "project")
-    site = project / "deploy" / "nginx" / "include" / "site.conf"
-    site.write_text(
-        site.read_text().replace("listen 80;", "listen 80;\n    no_such_directive on;", 1)
-    )
-    failed = deploy_job(project, docker, tmp_path, nginx_steps)
-    assert failed.returncode != 0
-    assert 'unknown directive "no_such_directive"' in failed.stderr, failed.stderr
+    assert ERRORS[broken] in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
