@@ -11,6 +11,7 @@ import contextlib
 import re
 import subprocess
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -88,12 +89,8 @@ def stand_in_for_from_lines(env: Mapping[str, str], dockerfile: Path) -> None:
 
 
 def build_project_image(env: Mapping[str, str], project: Path, name: str) -> Build:
-    """Build `project`'s Dockerfile the way a user would, on its own FROM lines.
-
-    Never pulled (`--pull=never`); `--format docker` keeps the HEALTHCHECK; the CA
-    bundle lets pip reach PyPI. A lock per Python keeps two builds from retagging the
-    official name under each other.
-    """
+    """Build `project`'s Dockerfile as a user would (`--format docker` keeps the
+    HEALTHCHECK), its FROM lines' names locked: two builds must not retag them at once."""
     tag = f"{IMAGE_REPO}:{name}"
     iidfile = project.parent / f".iid-{name}-{uuid.uuid4().hex[:8]}"
     dockerfile = project / "Dockerfile"
@@ -114,8 +111,7 @@ def build_project_image(env: Mapping[str, str], project: Path, name: str) -> Bui
     return Build(image, tag, project, proc.stdout + proc.stderr, seconds)
 
 
-#: The generated project's CI steps that depend on the Python (its pre-commit hooks
-#: are the same ruff): the locked install, mypy, lint and format, the suite's floor.
+#: The generated CI's steps that depend on the Python (its pre-commit runs the same ruff).
 PROJECT_CI_STEPS = (
     "uv sync --locked",
     "uv run --no-sync mypy",
@@ -164,16 +160,10 @@ def run_project_ci(
     *before: str,
     steps: Sequence[str] = PROJECT_CI_STEPS,
 ) -> Run:
-    """Run `project`'s CI steps in `image`, as its workflow does on a fresh runner.
-
-    The image's `python` is setup-python's; uv comes from PyPI and never downloads a
-    Python. `before` run first (`uv lock --upgrade`); `steps` replace the CI steps
-    (another job's, e.g. project_ci.lowest_steps). The project is copied in, so what
-    they write stays in the container. The environment is the image's, the proxy
-    variables podman passes on and the host's CA bundle (pip and uv read no other on
-    Python 3.13+). Wheels only, as in the slim image (no compiler): a package without a
-    wheel for this Python fails, instead of building for minutes. Downloads are cached.
-    """
+    """Run `project`'s CI steps (or another job's `steps`) in `image` after `before`, as
+    on a fresh runner; uv never downloads a Python. The project is copied in: what the
+    steps write stays there. The host's CA bundle: pip and uv read no other on 3.13+.
+    Wheels only, as in the slim image: a package without one fails, instead of building."""
     downloads = cache_root() / "testing-downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     install_uv = f'python -m pip install -q --root-user-action=ignore "uv=={uv_version}"'
@@ -271,6 +261,26 @@ def slow() -> dict[str, float]:
 def add_slow_route(project: Path, extra: str = "") -> None:
     views = project / "demo_shop" / "views.py"
     views.write_text(views.read_text() + SLOW_ROUTE + extra)
+
+
+@contextlib.contextmanager
+def slow_request_in_flight(port: int, wait: float = 20) -> Iterator[dict[str, object]]:
+    """GET /slow?seconds=3 from a thread, in the worker by the time the block starts;
+    afterwards (waited for up to `wait` s) the dict's "reply": (status, body) or the error."""
+    answer: dict[str, object] = {}
+
+    def request() -> None:
+        try:
+            reply = http_get(port, "/slow?seconds=3", timeout=20)
+            answer["reply"] = (reply.status, reply.body)
+        except Exception as exc:  # the caller's to judge
+            answer["reply"] = exc
+
+    client = threading.Thread(target=request, daemon=True)
+    client.start()
+    time.sleep(1)
+    yield answer
+    client.join(timeout=wait)
 
 
 def podman_compose(

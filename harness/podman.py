@@ -1,10 +1,8 @@
 """podman with a private configuration, for the container tests (standard library only).
 
 No Docker engine and no registry are reachable here: podman never reads the host's
-/etc/containers (``podman_env``), the base images come from harness/provisioning.py, and
-builds that reach PyPI get the host's CA bundle mounted (a TLS-intercepting proxy's CA
-may be in it). Image layers are cached outside the clone (``cache_root()``), so that a
-rerun is fast; what describes running things lives in a per-boot directory (``_state_dir``).
+/etc/containers, and builds that reach PyPI get the host's CA bundle (a TLS-intercepting
+proxy's CA may be in it). Image layers are cached outside the clone (``cache_root()``).
 """
 
 from __future__ import annotations
@@ -98,12 +96,9 @@ def _storage_digest(graphroot: Path) -> str:
 
 
 def _state_dir(graphroot: Path) -> Path:
-    """Per-boot run-time state of a storage: runroot, tmp_dir and the libpod database.
-
-    Reused after a reboot (or a CI cache restored on a fresh machine) they claim
-    containers and mounts that no longer exist, and libpod refuses a database whose
-    runroot moved, so all three live here. Short: conmon's sockets live under it.
-    """
+    """Per-boot state of a storage (runroot, tmp_dir, libpod's database, which must move
+    with them): after a reboot or a restored CI cache they claim what no longer exists.
+    Short: conmon's sockets live under it."""
     if os.geteuid() == 0 and os.access("/run", os.W_OK):
         base = Path("/run")
     else:
@@ -159,13 +154,10 @@ def podman_available() -> str | None:
 
 
 def _write_network(config_dir: Path, backend: str, graphroot: Path) -> None:
-    """Our own default bridge network, with a name and a /24 of its own.
-
-    Podman's default (podman0 or cni-podman0 on 10.88.0.0/16) is the host podman's too,
-    with another address database: both would hand out the same addresses, and a
-    leftover bridge of the other backend on that subnet captures the route (containers
-    lose all outbound traffic). COPIER_FLASK_PODMAN_SUBNET ("10.213.7.0/24") overrides it.
-    """
+    """Our own default bridge network, with a name and a /24 of its own: podman's default
+    (10.88.0.0/16) is the host podman's too, which hands out the same addresses, and a
+    leftover bridge of the other backend on it captures the route (no outbound traffic).
+    COPIER_FLASK_PODMAN_SUBNET ("10.213.7.0/24") overrides the subnet."""
     digest = _storage_digest(graphroot)
     bridge = f"cf{backend[:3]}{digest[:6]}"  # at most 15 characters (IFNAMSIZ)
     subnet = os.environ.get("COPIER_FLASK_PODMAN_SUBNET") or (
@@ -219,11 +211,8 @@ def _toml(sections: dict[str, dict[str, object]]) -> str:
 
 def podman_env(config_dir: Path, *, storage_dir: Path | None = None) -> dict[str, str]:
     """Write a private podman configuration under ``config_dir``; os.environ with it.
-
-    Images go to ``storage_dir``, by default the persistent cache, which concurrent
-    podman processes may share (containers/storage locks its files); TMPDIR, where
-    builds stage whole layers, to ``config_dir``, off a small /tmp.
-    """
+    Images go to ``storage_dir`` (default: the cache, shared by concurrent podmans);
+    TMPDIR, where builds stage whole layers, to ``config_dir``, off a small /tmp."""
     config_dir = Path(config_dir).resolve()
     graphroot = Path(storage_dir or cache_root() / "podman" / "storage").resolve()
     state, tmpdir, backend = _state_dir(graphroot), config_dir / "tmp", _network_backend()
@@ -274,12 +263,9 @@ def podman_env(config_dir: Path, *, storage_dir: Path | None = None) -> dict[str
 
 
 def _first_use_this_boot(state: Path, env: Mapping[str, str]) -> None:
-    """Once per boot and storage, drop what earlier boots left behind.
-
-    Containers of a crashed run or a reset machine exist only in the storage
-    ("external"), unknown to the fresh libpod database, holding names and layers. No
-    one of this boot uses them yet: every process comes here before its first container.
-    """
+    """Once per boot and storage, drop the containers of a crashed run or a reset machine:
+    only in the storage ("external"), holding names and layers, and unused (every
+    process comes here before its first container)."""
     marker = state / "initialised"
     if marker.exists():
         return

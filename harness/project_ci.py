@@ -33,10 +33,7 @@ VARIANTS: dict[str, dict[str, str]] = {
 
 #: (python, variant) that tests/container/test_pythons.py runs: the default Python and
 #: every newer one offered (none yet); the other container tests run Debian 12's 3.11.
-PYTHON_RUNS = [
-    ("3.15", "default"),
-    ("3.15", "postgresql+granian"),
-]
+PYTHON_RUNS = [("3.15", "default"), ("3.15", "postgresql+granian")]
 
 PACKAGE = re.compile(r'^\[\[package\]\]\nname = "([^"]+)"', flags=re.MULTILINE)
 

@@ -1,9 +1,8 @@
-"""The base images the container tests build on, made here instead of pulled.
+"""The base images the container tests build on, made here: no registry is reachable.
 
-No registry is reachable, so the Python base image is debootstrapped from the Debian
-mirror apt already uses, made to behave like the official python image, tarred into
-the cache outside the clone (once per machine) and imported into podman's storage
-(once per storage). Each image is built under a file lock that pytest-xdist workers share.
+debootstrap from the mirror apt uses, adjusted to behave like the official python image,
+tarred into the cache once per machine, imported into podman's storage once per storage;
+each under a file lock that pytest-xdist workers share.
 """
 
 from __future__ import annotations
@@ -217,12 +216,8 @@ def _image_exists(env: Mapping[str, str], ref: str) -> bool:
 
 
 def ensure_base_image(env: Mapping[str, str], suite: str = DEBIAN_SUITE) -> str:
-    """The Python base image of ``suite`` in ``env``'s storage; its ref.
-
-    debootstrap once per cache, ``podman import`` once per storage. To refresh (Debian
-    security updates, testing's new Pythons) delete the tarball and ``podman rmi`` the
-    image, or bump BASE_RECIPE_VERSION.
-    """
+    """The Python base image of ``suite`` in ``env``'s storage; its ref. To refresh it
+    (security updates, testing's new Pythons) delete the tarball and ``podman rmi`` it."""
     key = base_image_key(suite)
     ref = f"localhost/copier-flask-python:{suite}-{key}"
     if _image_exists(env, ref):
@@ -243,13 +238,9 @@ def official_python_image(python: str) -> str:
 
 
 def ensure_python_image(env: Mapping[str, str], python: str) -> str:
-    """A stand-in for python:``python``-slim-trixie from Debian testing; its ref.
-
-    ``python``, ``python3`` and ``pip`` on PATH mean that Python, as in the official
-    image. Also tagged with the official name, so that a Dockerfile naming it builds
-    with ``--pull=never``: that tag is shared by the storage's users, so take it from
-    here again right before a build and check the Python of what was built.
-    """
+    """A stand-in for python:``python``-slim-trixie from Debian testing; its ref. Also
+    tagged with that name, which the storage's users share: take it from here again right
+    before a build, and check the Python of what was built."""
     if python not in TESTING_PYTHONS:
         raise ValueError(f"Debian testing offers Python {', '.join(TESTING_PYTHONS)}, not {python}")
     base = ensure_base_image(env, TESTING_SUITE)

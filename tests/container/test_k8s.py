@@ -6,10 +6,8 @@ kube play` on a hostPort bound to 127.0.0.1, and stopped while a request is in f
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import re
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,12 +15,13 @@ from typing import Any
 
 import yaml
 
-from harness.http import free_port, http_get
+from harness.http import free_port
 from harness.images import (
     add_slow_route,
     build_project_image,
     container_state,
     shell,
+    slow_request_in_flight,
     wait_for_http,
 )
 from harness.podman import run_podman
@@ -103,19 +102,14 @@ def test_kube_play_runs_the_deployment(
         # #19135, #21767; fixed by PR #22398): there the pod is stopped first, the
         # documented workaround. The client may not see the answer (podman tears the
         # network down while gunicorn finishes; Kubernetes keeps it): the log is the evidence.
-        def slow_request() -> None:
-            with contextlib.suppress(OSError):
-                http_get(port, "/slow?seconds=3", timeout=20)
-
-        threading.Thread(target=slow_request, daemon=True).start()
-        time.sleep(1)
-        started = time.monotonic()
-        version = run_podman(env, "version", "--format", "{{.Client.Version}}").stdout
-        if tuple(int(part) for part in version.strip().split(".")[:2]) < (5, 1):
-            run_podman(env, "pod", "stop", "--time", "45", f"{name}-pod-0", timeout=120)
-            assert container_state(env, container)[1] == 0
-        run_podman(env, "kube", "down", str(kube_file), timeout=120)
-        took = time.monotonic() - started
+        with slow_request_in_flight(port, wait=0):
+            started = time.monotonic()
+            version = run_podman(env, "version", "--format", "{{.Client.Version}}").stdout
+            if tuple(int(part) for part in version.strip().split(".")[:2]) < (5, 1):
+                run_podman(env, "pod", "stop", "--time", "45", f"{name}-pod-0", timeout=120)
+                assert container_state(env, container)[1] == 0
+            run_podman(env, "kube", "down", str(kube_file), timeout=120)
+            took = time.monotonic() - started
         output = pod_log.read_text()
         assert "Handling signal: term" in output
         # The manifests log JSON (LOG_FORMAT=json): the access line's quotes are escaped.

@@ -107,14 +107,8 @@ def test_the_default_is_the_newest_python_that_passes(
 def test_package_name_refuses_this_pythons_stdlib(podman: dict[str, str], python: str) -> None:
     """The validator's list of standard modules holds each newer Python's (3.15
     brought `profiling`); tests/quick/test_validators.py checks the running one's."""
-    names = run_podman(
-        podman,
-        "run",
-        "--rm",
-        ensure_python_image(podman, python),
-        "python",
-        "-c",
-        "import sys; print(*(n.lower() for n in sys.stdlib_module_names if n[0] != '_'))",
-    ).stdout.split()
+    image = ensure_python_image(podman, python)
+    script = "import sys; print(*(n.lower() for n in sys.stdlib_module_names if n[0] != '_'))"
+    names = run_podman(podman, "run", "--rm", image, "python", "-c", script).stdout.split()
     check = validator("package_name")
     assert sorted(n for n in names if not check.render(package_name=n).strip()) == []

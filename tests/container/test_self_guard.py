@@ -1,12 +1,8 @@
-"""A generated project's CI goes red when what it deploys would break.
-
-Each guard runs twice, on the project as rendered (green) and on a broken
-input (red): a Dockerfile that does not build, an nginx file that fails
-`nginx -t`. The jobs run from the rendered workflow's own shell steps, with
-podman standing in for docker. The `lowest` job also runs here on the default
-Python's stand-in (tests/live/test_self_guard_suite.py runs it on this one).
-The project's own suite is tests/live/test_self_guard_suite.py's, the stale
-lock tests/quick/test_self_guard_lock.py's.
+"""A generated project's CI goes red when what it deploys would break: each guard runs on
+the project as rendered (green) and on a broken input (red), from the rendered workflow's
+own shell steps, with podman standing in for docker; and the `lowest` job on the default
+Python's stand-in. (tests/live/test_self_guard_suite.py: the project's suite and the
+`lowest` job on this Python; tests/quick/test_self_guard_lock.py: the stale lock.)
 """
 
 from __future__ import annotations
@@ -47,14 +43,9 @@ def docker(podman: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
     run_podman(env, "tag", ensure_nginx_image(env), "docker.io/library/nginx:1.30-alpine")
     bindir = tmp_path_factory.mktemp("bin")
     shim = bindir / "docker"
-    shim.write_text(
-        "#!/bin/sh\n"
-        "# docker -> podman, as the container tests build (harness/images.py).\n"
-        'if [ "$1" = build ]; then\n'
-        "    shift\n"
-        f'    exec podman build --format docker --pull=never -v {ca_bundle_volume()} "$@"\n'
-        "fi\n"
-        'exec podman "$@"\n'
+    shim.write_text(  # docker -> podman, built as harness/images.py builds
+        '#!/bin/sh\n[ "$1" = build ] && shift && exec podman build --format docker'
+        f' --pull=never -v {ca_bundle_volume()} "$@"\nexec podman "$@"\n'
     )
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
     env["PATH"] = f"{bindir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
