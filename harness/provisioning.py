@@ -13,7 +13,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -101,13 +100,9 @@ def debian_mirror(suite: str = DEBIAN_SUITE) -> str:
 
 
 def _dpkg_arch() -> str:
-    if shutil.which("dpkg"):
-        out = subprocess.run(
-            ["dpkg", "--print-architecture"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        if out:
-            return out
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    dpkg, machine = shutil.which("dpkg"), platform.machine()
+    arch = dpkg and _run([dpkg, "--print-architecture"], 60, check=False).stdout.strip()
+    return arch or {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
 def base_image_key(suite: str = DEBIAN_SUITE) -> str:

@@ -215,9 +215,9 @@ def test_code_change_reuses_the_dependency_layer_and_sigterm_finishes_the_reques
     touched = build_project_image(podman, project, "touched")
     steps = touched.steps()
     sync = [cached for step, cached in steps if step.startswith("RUN uv sync")]
-    code = [cached for step, cached in steps if step.startswith("COPY demo_shop")]
+    copy = [cached for step, cached in steps if step.startswith("COPY demo_shop")]
     assert sync == [True], "the uv sync step must come from the cache\n" + touched.output
-    assert code == [False], "the changed code must be copied again\n" + touched.output
+    assert copy == [False], "the changed code must be copied again\n" + touched.output
     figure(f"rebuild after a code change: {touched.seconds:.1f} s (dependencies cached)")
 
     with container(podman, touched.image, FLASK_SECRET_KEY=SECRET) as (name, port):
