@@ -22,6 +22,7 @@ from harness.http import Response, free_port, http_get
 from harness.podman import (
     CONTAINER_CA_BUNDLE,
     _file_lock,
+    _run,
     ca_bundle_volume,
     cache_root,
     podman_available,
@@ -224,12 +225,8 @@ def container(
     """`podman run -d` with `options`, `settings` in its environment and its port 8000 on
     a free loopback port: (name, port); removed afterwards, whatever happened."""
     name, port = f"copier-flask-test-{uuid.uuid4().hex[:12]}", free_port()
-    options = (
-        "-p",
-        f"127.0.0.1:{port}:8000",
-        *(f"--env={k}={v}" for k, v in settings.items()),
-        *options,
-    )
+    options = ("-p", f"127.0.0.1:{port}:8000", *options)
+    options += tuple(f"--env={key}={value}" for key, value in settings.items())
     try:
         run_podman(env, "run", "-d", "--name", name, *options, image, timeout=120)
         yield name, port
@@ -287,12 +284,4 @@ def podman_compose(
     env: dict[str, str], project: Path, *args: str, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
     """podman-compose `args` in `project` (its exit code is the caller's to check)."""
-    return subprocess.run(
-        [require_tool("podman-compose"), *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return _run([require_tool("podman-compose"), *args], timeout, False, cwd=project, env=env)

@@ -272,14 +272,10 @@ def _first_use_this_boot(state: Path, env: Mapping[str, str]) -> None:
     with _file_lock(state.parent / f"{state.name}.lock"):
         if marker.exists():
             return
-        listing = run_podman(
-            env, "ps", "--all", "--external", "--format", "{{.ID}} {{.State}}", check=False
-        )
-        orphans = [
-            line.split()[0]
-            for line in listing.stdout.splitlines()
-            if [word.lower() for word in line.split()[1:]] == ["storage"]
-        ]
+        states = "{{.ID}} {{.State}}"
+        listing = run_podman(env, "ps", "--all", "--external", "--format", states, check=False)
+        containers = [line.split() for line in listing.stdout.lower().splitlines()]
+        orphans = [words[0] for words in containers if words[1:] == ["storage"]]
         if orphans:
             run_podman(env, "rm", "--force", *orphans, check=False, timeout=300)
         # State directories of earlier boots describe nothing that still runs.
@@ -295,14 +291,9 @@ def _first_use_this_boot(state: Path, env: Mapping[str, str]) -> None:
 def ca_bundle_volume() -> str:
     """``-v`` mounting the host's CA bundle read-only: the usual overrides first (a
     proxy's CA is added to them), then the Debian/Ubuntu, Fedora and BSD places."""
-    for candidate in (
-        os.environ.get("SSL_CERT_FILE"),
-        os.environ.get("REQUESTS_CA_BUNDLE"),
-        os.environ.get("PIP_CERT"),
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/cert.pem",
-    ):
+    variables = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
+    places = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
+    for candidate in [*map(os.environ.get, variables), *places, "/etc/ssl/cert.pem"]:
         if candidate and Path(candidate).is_file():
             return f"{Path(candidate).resolve()}:{CONTAINER_CA_BUNDLE}:ro"
     raise FileNotFoundError("no CA bundle found on the host")

@@ -1,10 +1,7 @@
-"""The generated Dockerfile, built and run for real with podman on a loopback port.
-
-Each image variant is built once per module (warm builds come from the layer cache).
-Figures (sizes, rebuild time, stop time) are printed as FIGURE lines (`pytest -rP`).
-(tests/quick/test_dockerfile.py reads and lints the file itself.)
-The toolchain's own smoke test comes first: when it fails, the machine (podman, the
-network, the CA bundle) is the problem, not the template.
+"""The generated Dockerfile, built (once per variant and module) and run with podman on a
+loopback port, after the toolchain's own smoke test: when that fails, the machine
+(podman, the network, the CA bundle) is the problem, not the template. Figures are
+printed as FIGURE lines (`pytest -rP`). (tests/quick/test_dockerfile.py lints the file.)
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""The generated project on the Pythons it offers beyond Debian 12's: its CI and its image.
-
-A root of Debian's testing suite (harness/provisioning.py) stands in for
-python:X-slim-trixie: the project's own CI steps run in it, and the Dockerfile builds
-from its own FROM line and serves /healthz. The default answer must be the newest
-Python on which all of this passes, for every locked dependency. The matrix's static
-checks are tests/quick/test_pythons_static.py's; the rows are printed as one table at
-the end of the run (tests/conftest.py).
+"""The generated project on the Pythons it offers beyond Debian 12's, in Debian testing's
+stand-ins for python:X-slim-trixie: its CI steps, and its image from its own FROM line.
+The default must be the newest Python on which all of it passes, for every locked
+dependency. (tests/quick/test_pythons_static.py checks the matrix.)
 """
 
 from __future__ import annotations
