@@ -67,10 +67,6 @@ CMD ["python", "-m", "http.server", "8000", "--bind", "0.0.0.0"]
 """
 
 
-def figure(text: str) -> None:
-    print(f"FIGURE {text}")
-
-
 def healthcheck_and_user(env: dict[str, str], image: str) -> tuple[str, str]:
     """The image's user and its HEALTHCHECK (which only --format docker keeps)."""
     inspect = run_podman(
@@ -163,29 +159,25 @@ def test_final_image_holds_only_what_runs(
             "ls -A /app; echo ---; ls /venv/bin; echo ---;"
             " command -v gcc cc make curl uv pip pip3 || true;"
             " ls -d /root/.cache 2>/dev/null || true;"
-            " python -c 'import pip' 2>/dev/null && echo import-pip || true",
+            " python -c 'import pip' 2>/dev/null && echo import-pip || true; echo ---;"
+            # the optional features the image carries (metrics, error reports)
+            " cd /venv/lib/python3*/site-packages"
+            " && du -sk prometheus_client sentry_sdk urllib3 certifi",
             "--user=0",  # root may look everywhere, /root/.cache included
         )
-        # The optional features the image carries (metrics, error reports).
-        optional_kb = shell(
-            podman,
-            name,
-            "cd /venv/lib/python3*/site-packages"
-            " && du -sk prometheus_client sentry_sdk urllib3 certifi",
-        ).split()[::2]
-    app, venv_bin, tools = (part.split() for part in listing.split("---"))
+    app, venv_bin, tools, optional_du = (part.split() for part in listing.split("---"))
     assert sorted(app) == ["demo_shop", "gunicorn.conf.py", "gunicorn_hooks.py", "wsgi.py"]
     assert "gunicorn" in venv_bin and not {"pip", "uv"} & set(venv_bin)
     assert tools == [], f"build tools, pip or caches in the final image: {tools}"
 
     base, final = megabytes(podman, ensure_base_image(podman)), megabytes(podman, build.image)
-    figure(f"image size: base {base:.1f} MB, final {final:.1f} MB (+{final - base:.1f} MB)")
+    print(f"FIGURE image size: base {base:.1f} MB, final {final:.1f} MB (+{final - base:.1f} MB)")
     assert final - base < 40, "the app and its dependencies should add tens of MB at most"
     # Installing from uv.lock instead of requirements.txt with pip (158.8 MB on this
     # base) must not grow the image by more than 5%, besides the optional features'
     # packages, which the pip image did not have.
-    optional = sum(int(kb) for kb in optional_kb) * 1024 / 1e6
-    figure(f"optional features (metrics, error reports) in the image: {optional:.1f} MB")
+    optional = sum(int(kb) for kb in optional_du[::2]) * 1024 / 1e6
+    print(f"FIGURE optional features (metrics, error reports) in the image: {optional:.1f} MB")
     assert final - optional < 158.8 * 1.05, f"{final:.1f} MB, {optional:.1f} MB of them optional"
 
 
@@ -215,7 +207,7 @@ def test_code_change_reuses_the_dependency_layer_and_sigterm_finishes_the_reques
     copy = [cached for step, cached in steps if step.startswith("COPY demo_shop")]
     assert sync == [True], "the uv sync step must come from the cache\n" + touched.output
     assert copy == [False], "the changed code must be copied again\n" + touched.output
-    figure(f"rebuild after a code change: {touched.seconds:.1f} s (dependencies cached)")
+    print(f"FIGURE rebuild after a code change: {touched.seconds:.1f} s (dependencies cached)")
 
     with container(podman, touched.image, FLASK_SECRET_KEY=SECRET) as (name, port):
         wait_for_http(port)
@@ -231,7 +223,9 @@ def test_code_change_reuses_the_dependency_layer_and_sigterm_finishes_the_reques
     assert code == 0, output
     assert "Handling signal: term" in output
     assert 1 < stopped < 30, "gunicorn waits for the request, and no longer than graceful_timeout"
-    figure(f"podman stop with a 3 s request in flight: container exited 0 after {stopped:.1f} s")
+    print(
+        f"FIGURE podman stop with a 3 s request in flight: container exited 0 after {stopped:.1f} s"
+    )
 
 
 def test_stale_lock_stops_the_build_and_names_the_fix(
