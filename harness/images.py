@@ -1,11 +1,8 @@
-"""Images of rendered projects, built with podman and shared by the container,
-compose and Kubernetes tests.
+"""Images of rendered projects, built with podman, and the containers run from them.
 
-Builds go through the persistent layer cache of harness/podman.py, on the
-base image of harness/provisioning.py, so
-a warm build of an unchanged project takes seconds. Tests run what a build
-produced by its image id, never by a tag: tags are shared by every test run on
-the machine, ids cannot change under a running test.
+Builds use podman.py's persistent layer cache and provisioning.py's stand-ins for the
+official images, so a warm build of an unchanged project takes seconds. Tests run a
+build by its image id, never by its tag: tags are shared by every run on the machine.
 """
 
 from __future__ import annotations
@@ -14,16 +11,18 @@ import contextlib
 import re
 import subprocess
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.http import Response, http_get
+from harness.http import Response, free_port, http_get
 from harness.podman import (
     CONTAINER_CA_BUNDLE,
     _file_lock,
+    _run,
     ca_bundle_volume,
     cache_root,
     podman_available,
@@ -34,15 +33,17 @@ from harness.provisioning import (
     TESTING_PYTHONS,
     ensure_base_image,
     ensure_python_image,
+    official_python_image,
 )
 from harness.tools import require_tool, skip_or_fail
 from harness.waiting import eventually
 
 #: Where built project images are tagged (for people looking at the storage).
 IMAGE_REPO = "localhost/copier-flask-test"
-
 #: The build step lines of `podman build` output: "[2/2] STEP 9/14: COPY ...".
 STEP = re.compile(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: (?P<instruction>.*)$")
+#: The official python image a Dockerfile's FROM line names: its Python version.
+PYTHON_FROM = re.compile(r"^FROM\s+(?:docker\.io/library/)?python:(\d+\.\d+)-slim", re.MULTILINE)
 
 
 def require_podman() -> None:
@@ -66,50 +67,20 @@ class Build:
         """(instruction, came from the layer cache) for every build step."""
         steps: list[tuple[str, bool]] = []
         for line in self.output.splitlines():
-            match = STEP.match(line)
-            if match:
+            if match := STEP.match(line):
                 steps.append((match["instruction"], False))
             elif line.startswith("--> Using cache") and steps:
                 steps[-1] = (steps[-1][0], True)
         return steps
 
 
-def build_project_image(
-    env: Mapping[str, str], project: Path, name: str, *build_args: str
-) -> Build:
-    """Build `project`'s Dockerfile the way a user would, on its own FROM lines.
-
-    The image those lines name comes from here (stand_in_for_from_lines),
-    never from a registry (`--pull=never`); `--format docker` keeps the
-    HEALTHCHECK; the CA bundle is mounted so pip reaches PyPI (podman.py);
-    `build_args` are extra NAME=VALUE pairs. A lock per Python keeps two
-    builds from retagging that name under each other.
-    """
-    dockerfile = project / "Dockerfile"
-    with contextlib.ExitStack() as locks:
-        for python in sorted(set(PYTHON_FROM.findall(dockerfile.read_text()))):
-            locks.enter_context(_file_lock(cache_root() / f"python-{python}-official-tag.lock"))
-        stand_in_for_from_lines(env, dockerfile)
-        return _build(env, project, name, *build_args)
-
-
-#: The official python image a Dockerfile's FROM line names: its Python version.
-PYTHON_FROM = re.compile(r"^FROM\s+(?:docker\.io/library/)?python:(\d+\.\d+)-slim", re.MULTILINE)
-
-
 def stand_in_for_from_lines(env: Mapping[str, str], dockerfile: Path) -> None:
-    """Give the local stand-ins the names the Dockerfile's FROM lines use.
-
-    The generated Dockerfile names the real image (python:3.14-slim-trixie) so
-    that Dependabot can bump it; no registry is reachable here, so the stand-in
-    for that Python takes the name (docker.io/library/..., as podman resolves a
-    short name): Debian 12's base for its Python, a Debian-testing one for the
-    newer Pythons.
-    """
+    """Give the local stand-ins the names the Dockerfile's FROM lines use (the real
+    image's, so that Dependabot can bump it): Debian 12's base for its Python, a
+    Debian-testing one for the newer Pythons."""
     for python in set(PYTHON_FROM.findall(dockerfile.read_text())):
         if python == BASE_PYTHON:
-            base = ensure_base_image(env)
-            run_podman(env, "tag", base, f"docker.io/library/python:{python}-slim-trixie")
+            run_podman(env, "tag", ensure_base_image(env), official_python_image(python))
         elif python in TESTING_PYTHONS:
             ensure_python_image(env, python)
         else:
@@ -118,38 +89,30 @@ def stand_in_for_from_lines(env: Mapping[str, str], dockerfile: Path) -> None:
             )
 
 
-def _build(env: Mapping[str, str], project: Path, name: str, *build_args: str) -> Build:
+def build_project_image(env: Mapping[str, str], project: Path, name: str) -> Build:
+    """Build `project`'s Dockerfile as a user would (`--format docker` keeps the
+    HEALTHCHECK), its FROM lines' names locked: two builds must not retag them at once."""
     tag = f"{IMAGE_REPO}:{name}"
     iidfile = project.parent / f".iid-{name}-{uuid.uuid4().hex[:8]}"
-    args = ["--pull=never"]
-    for pair in build_args:
-        args += ["--build-arg", pair]
-    started = time.monotonic()
-    proc = run_podman(
-        env,
-        "build",
-        "--format",
-        "docker",
-        *args,
-        "-v",
-        ca_bundle_volume(),
-        "--iidfile",
-        str(iidfile),
-        "-t",
-        tag,
-        str(project),
-        timeout=900,
-    )
+    dockerfile = project / "Dockerfile"
+    with contextlib.ExitStack() as locks:
+        for python in sorted(set(PYTHON_FROM.findall(dockerfile.read_text()))):
+            locks.enter_context(_file_lock(cache_root() / f"python-{python}-official-tag.lock"))
+        stand_in_for_from_lines(env, dockerfile)
+        started = time.monotonic()
+        proc = run_podman(
+            env,
+            *("build", "--format", "docker", "--pull=never", "-v", ca_bundle_volume()),
+            *("--iidfile", str(iidfile), "-t", tag, str(project)),
+            timeout=900,
+        )
     seconds = time.monotonic() - started
     image = iidfile.read_text().strip()
     iidfile.unlink()
-    output = proc.stdout + proc.stderr
-    return Build(image=image, tag=tag, context=project, output=output, seconds=seconds)
+    return Build(image, tag, project, proc.stdout + proc.stderr, seconds)
 
 
-#: The generated project's CI steps that depend on the Python (its workflow
-#: also runs pre-commit, whose hooks are the same ruff): the locked install,
-#: the type check, lint and format, the suite with its coverage floor.
+#: The generated CI's steps that depend on the Python (its pre-commit runs the same ruff).
 PROJECT_CI_STEPS = (
     "uv sync --locked",
     "uv run --no-sync mypy",
@@ -157,7 +120,6 @@ PROJECT_CI_STEPS = (
     "uv run --no-sync ruff format --check .",
     "uv run --no-sync pytest --cov -q -p no:cacheprovider",
 )
-
 
 #: What uv says at length when a package has no wheel for the Python (and may not build).
 NO_WHEEL = r"\1 has no wheel for this Python"
@@ -184,8 +146,7 @@ class Run:
         if self.returncode == 0:
             return ""
         for pattern in FAILURE:
-            match = pattern.search(self.output)
-            if match:
+            if match := pattern.search(self.output):
                 line = re.sub(r" @ registry\+\S+`", "`", match[1])  # where from: PyPI
                 line = re.sub(r"^Distribution (`\S+`) can't be installed .*", NO_WHEEL, line)
                 return textwrap.shorten(line, width, placeholder="...")
@@ -200,65 +161,27 @@ def run_project_ci(
     *before: str,
     steps: Sequence[str] = PROJECT_CI_STEPS,
 ) -> Run:
-    """Run `project`'s CI steps in `image`, as its workflow does on a fresh runner.
-
-    The image's `python` is the runner's setup-python; uv comes from PyPI
-    with pip, and never downloads a Python. `before` are commands to run
-    first (`uv lock --upgrade`); `steps` replace the CI steps (another job's,
-    e.g. harness.project_ci.lowest_steps). The project is copied in, so the lock
-    they write stays in the container. The environment is clean: the
-    image's, the proxy variables podman passes on, and the host's CA bundle
-    in the image's store (pip and uv read no other on Python 3.13+).
-    Packages install from wheels only, as in the slim image (no compiler):
-    a package without a wheel for this Python fails to install, instead of
-    building for minutes or fetching a toolchain from outside PyPI.
-    Downloads are cached between runs outside the clone.
-    """
+    """Run `project`'s CI steps (or another job's `steps`) in `image` after `before`, as
+    on a fresh runner; uv never downloads a Python. The project is copied in: what the
+    steps write stays there. The host's CA bundle: pip and uv read no other on 3.13+.
+    Wheels only, as in the slim image: a package without one fails, instead of building."""
     downloads = cache_root() / "testing-downloads"
     downloads.mkdir(parents=True, exist_ok=True)
-    script = " && ".join(
-        (
-            "cp -a /project /work",
-            "cd /work",
-            f'python -m pip install -q --root-user-action=ignore "uv=={uv_version}"',
-            *before,
-            *steps,
-        )
-    )
+    install_uv = f'python -m pip install -q --root-user-action=ignore "uv=={uv_version}"'
+    script = " && ".join(("cp -a /project /work", "cd /work", install_uv, *before, *steps))
+    settings = ("UV_PYTHON_DOWNLOADS=never", "UV_NO_BUILD=1", "UV_PROJECT_ENVIRONMENT=/venv")
     started = time.monotonic()
     proc = run_podman(
         env,
-        "run",
-        "--rm",
-        "--pull=never",
-        "-v",
-        f"{project}:/project:ro",
-        "-v",
-        ca_bundle_volume(),
-        "-v",
-        f"{downloads}:/root/.cache",
-        "-e",
-        "UV_PYTHON_DOWNLOADS=never",
-        "-e",
-        "UV_NO_BUILD=1",
-        "-e",
-        "UV_PROJECT_ENVIRONMENT=/venv",
-        "-e",
-        f"SSL_CERT_FILE={CONTAINER_CA_BUNDLE}",
-        image,
-        "sh",
-        "-exc",
-        script,
+        *("run", "--rm", "--pull=never", "-v", f"{project}:/project:ro"),
+        *("-v", ca_bundle_volume(), "-v", f"{downloads}:/root/.cache"),
+        *(f"--env={setting}" for setting in settings),
+        f"--env=SSL_CERT_FILE={CONTAINER_CA_BUNDLE}",
+        *(image, "sh", "-exc", script),
         check=False,
         timeout=1200,
     )
     return Run(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
-
-
-def image_megabytes(env: Mapping[str, str], ref: str) -> float:
-    """The image's size on disk (all its layers), in MB."""
-    size = run_podman(env, "image", "inspect", "--format", "{{.Size}}", ref).stdout
-    return int(size.strip()) / 1e6
 
 
 def container_state(env: Mapping[str, str], name: str) -> tuple[str, int]:
@@ -270,11 +193,8 @@ def container_state(env: Mapping[str, str], name: str) -> tuple[str, int]:
 
 
 def wait_for_exit(env: Mapping[str, str], name: str, timeout: float) -> int:
-    """The container's exit code, once it has stopped.
-
-    Polls `podman inspect`: podman 4.3's `podman wait` only notices an exit
-    about 20 s late when no systemd is running.
-    """
+    """The container's exit code, once it has stopped. Polls `podman inspect`: podman
+    4.3's `podman wait` notices an exit about 20 s late when no systemd runs."""
     status = eventually(
         lambda: (state := container_state(env, name))[0] in {"exited", "stopped"} and state,
         timeout,
@@ -285,11 +205,8 @@ def wait_for_exit(env: Mapping[str, str], name: str, timeout: float) -> int:
 
 
 def wait_for_http(port: int, path: str = "/healthz", timeout: float = 30) -> Response:
-    """GET 127.0.0.1:`port``path` until it answers with any status.
-
-    A just-started container accepts on the published port before the app
-    inside listens, so resets and refusals count as "not yet".
-    """
+    """GET 127.0.0.1:`port``path` until it answers with any status (a new container
+    accepts on its published port before the app inside listens)."""
     return eventually(
         lambda: http_get(port, path, timeout=5), timeout, what=f"an answer on :{port}{path}"
     )
@@ -302,22 +219,28 @@ def logs(env: Mapping[str, str], name: str) -> str:
 
 
 @contextlib.contextmanager
-def container(env: Mapping[str, str], image: str, *run_args: str) -> Iterator[str]:
-    """`podman run -d` with `run_args` (options, then an optional command after
-    the image); yield its name; remove it afterwards, whatever happened."""
-    name = f"copier-flask-test-{uuid.uuid4().hex[:12]}"
-    split = run_args.index("--") if "--" in run_args else len(run_args)
-    options, command = list(run_args[:split]), list(run_args[split + 1 :])
+def container(
+    env: Mapping[str, str], image: str, *options: str, **settings: str
+) -> Iterator[tuple[str, int]]:
+    """`podman run -d` with `options`, `settings` in its environment and its port 8000 on
+    a free loopback port: (name, port); removed afterwards, whatever happened."""
+    name, port = f"copier-flask-test-{uuid.uuid4().hex[:12]}", free_port()
+    options = ("-p", f"127.0.0.1:{port}:8000", *options)
+    options += tuple(f"--env={key}={value}" for key, value in settings.items())
     try:
-        run_podman(env, "run", "-d", "--name", name, *options, image, *command, timeout=120)
-        yield name
+        run_podman(env, "run", "-d", "--name", name, *options, image, timeout=120)
+        yield name, port
     finally:
         run_podman(env, "rm", "--force", "--time", "5", name, check=False, timeout=120)
 
 
-# A route that takes its time (`/slow?seconds=3`), added to a test's own copy of
-# a project (the template has none): the request in flight when a container or
-# pod is stopped.
+def shell(env: Mapping[str, str], name: str, script: str, *options: str) -> str:
+    """The output of `sh -c script` in a running container (`options`: podman exec's)."""
+    return run_podman(env, "exec", *options, name, "sh", "-c", script, timeout=120).stdout
+
+
+# `/slow?seconds=3`, added to a test's copy of a project (the template has none): the
+# request in flight when a container or a pod is stopped.
 SLOW_ROUTE = """
 
 @bp.get("/slow")
@@ -332,22 +255,33 @@ def slow() -> dict[str, float]:
 """
 
 
-def add_slow_route(project: Path, package: str = "demo_shop", extra: str = "") -> None:
-    """Append SLOW_ROUTE (and `extra`) to the project's views.py."""
-    views = project / package / "views.py"
+def add_slow_route(project: Path, extra: str = "") -> None:
+    views = project / "demo_shop" / "views.py"
     views.write_text(views.read_text() + SLOW_ROUTE + extra)
+
+
+@contextlib.contextmanager
+def slow_request_in_flight(port: int, wait: float = 20) -> Iterator[dict[str, object]]:
+    """GET /slow?seconds=3 from a thread, in the worker by the time the block starts;
+    afterwards (waited for up to `wait` s) the dict's "reply": (status, body) or the error."""
+    answer: dict[str, object] = {}
+
+    def request() -> None:
+        try:
+            reply = http_get(port, "/slow?seconds=3", timeout=20)
+            answer["reply"] = (reply.status, reply.body)
+        except Exception as exc:  # the caller's to judge
+            answer["reply"] = exc
+
+    client = threading.Thread(target=request, daemon=True)
+    client.start()
+    time.sleep(1)
+    yield answer
+    client.join(timeout=wait)
 
 
 def podman_compose(
     env: dict[str, str], project: Path, *args: str, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
     """podman-compose `args` in `project` (its exit code is the caller's to check)."""
-    return subprocess.run(
-        [require_tool("podman-compose"), *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return _run([require_tool("podman-compose"), *args], timeout, False, cwd=project, env=env)

@@ -1,9 +1,5 @@
-"""The generated project's CI workflow, run here: its jobs' own shell steps,
-and the Pythons and variants it runs on.
-
-On the host with uv from this repo's venv (the runner's setup-python is this
-interpreter), or in a Python stand-in image with harness.images.run_project_ci.
-"""
+"""The generated project's CI workflow run here, its jobs' own shell steps: on the host
+(this interpreter is setup-python's) or in a stand-in image (images.run_project_ci)."""
 
 from __future__ import annotations
 
@@ -28,21 +24,16 @@ OFFERED_PYTHONS: list[str] = _PYTHON["python_version"]["choices"]
 #: The uv the generated workflow installs.
 UV_VERSION: str = _PYTHON["uv_version"]["default"]
 
-#: Two variants between them hold every package of every lock (checked by
-#: tests/quick/test_pythons_static.py): the default, and the one with the most
-#: compiled wheels (psycopg's binary, granian's Rust core).
+#: Two variants hold every package of every lock between them (test_pythons_static.py):
+#: the default, and the one with the most compiled wheels (psycopg's, granian's).
 VARIANTS: dict[str, dict[str, str]] = {
     "default": {},
     "postgresql+granian": {"database": "postgresql", "server": "granian"},
 }
 
-#: (python, variant): what tests/container/test_pythons.py runs, literally: the
-#: default Python and every newer one offered (none yet); 3.11, Debian 12's, is
-#: the other container tests' Python.
-PYTHON_RUNS = [
-    ("3.15", "default"),
-    ("3.15", "postgresql+granian"),
-]
+#: (python, variant) that tests/container/test_pythons.py runs: the default Python and
+#: every newer one offered (none yet); the other container tests run Debian 12's 3.11.
+PYTHON_RUNS = [("3.15", "default"), ("3.15", "postgresql+granian")]
 
 PACKAGE = re.compile(r'^\[\[package\]\]\nname = "([^"]+)"', flags=re.MULTILINE)
 
@@ -77,8 +68,8 @@ def lowest_steps(project: Path) -> list[str]:
 def run_steps(
     project: Path, env: dict[str, str], scripts: list[str], timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
-    """Workflow steps, one after the other, with bash -e as the runner runs them;
-    stops at the first that fails (its result is returned)."""
+    """Workflow steps with bash -e, as the runner runs them, up to the first that fails;
+    the last one's result."""
     result = subprocess.CompletedProcess[str]([], 0, "", "")
     for script in scripts:
         result = subprocess.run(

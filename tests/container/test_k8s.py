@@ -1,16 +1,13 @@
-"""The Kubernetes Deployment (with its ConfigMap and Secret), played for real by
-`podman kube play` on a hostPort bound to 127.0.0.1, and stopped while a request
-is in flight. What podman 4.3 does not exercise is listed in the test.
+"""The Kubernetes Deployment (with its ConfigMap and Secret), played for real by `podman
+kube play` on a hostPort bound to 127.0.0.1, and stopped while a request is in flight.
 (tests/quick/test_k8s_manifests.py validates the manifests.)
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import re
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,27 +15,26 @@ from typing import Any
 
 import yaml
 
-from harness.http import free_port, http_get
-from harness.images import add_slow_route, build_project_image, container_state, wait_for_http
+from harness.http import free_port
+from harness.images import (
+    add_slow_route,
+    build_project_image,
+    container_state,
+    shell,
+    slow_request_in_flight,
+    wait_for_http,
+)
 from harness.podman import run_podman
 from harness.provisioning import BASE_PYTHON
 from harness.render import k8s_manifests, render
 from harness.venvs import SECRET
 
 
-def podman_version(env: dict[str, str]) -> tuple[int, int]:
-    out = run_podman(env, "version", "--format", "{{.Client.Version}}").stdout
-    major, minor = out.strip().split(".")[:2]
-    return int(major), int(minor)
-
-
 def kube_play_documents(project: Path, name: str, image: str, port: int) -> list[dict[str, Any]]:
-    """The ConfigMap, Deployment and Service, adapted to one podman host.
-
-    Changes, all outside the template's files: a unique name, one replica (a
-    second would want the same hostPort), the locally built image, a hostPort
-    on 127.0.0.1 (podman has no Service network), and the Secret's name.
-    """
+    """The ConfigMap, Deployment and Service for one podman host, changed outside the
+    template's files: a unique name, one replica (a second would want the same
+    hostPort), the local image, a hostPort on 127.0.0.1 (podman has no Service network)
+    and the Secret's name."""
     docs = k8s_manifests(project)
     deployment = docs["Deployment"]
     deployment["metadata"]["name"] = name
@@ -58,90 +54,66 @@ def kube_play_documents(project: Path, name: str, image: str, port: int) -> list
 def test_kube_play_runs_the_deployment(
     podman: dict[str, str], copie_session: Any, tmp_path: Path
 ) -> None:
-    """Exercised: the Deployment's pod template (image, user, read-only root
-    file system, emptyDir /tmp, ConfigMap and Secret as environment,
-    WEB_CONCURRENCY from the CPU limit, CPU and memory limits) and a graceful
-    `podman kube down`. Not exercised by podman 4.3: the probes (it turns
-    httpGet probes into curl health checks, which the image does not have and
-    which no systemd timer runs here), preStop hooks and
-    terminationGracePeriodSeconds (it stops with SIGTERM and a 10 s timeout),
-    the Service, the HPA, the PodDisruptionBudget and the migration Job; and
-    `kube down` alone kills (podman < 5.1), so the pod is stopped first."""
+    """Exercised: the pod template (image, user, read-only root file system, emptyDir
+    /tmp, ConfigMap and Secret as environment, WEB_CONCURRENCY from the CPU limit, CPU
+    and memory limits) and a graceful `podman kube down`. Not exercised by podman 4.3:
+    the probes (curl health checks, which the image lacks and no systemd timer runs),
+    preStop hooks and terminationGracePeriodSeconds (it stops with SIGTERM and 10 s),
+    the Service, the HPA, the PodDisruptionBudget and the migration Job."""
     env = podman
     project = render(copie_session, with_k8s=True, python_version=BASE_PYTHON)
     add_slow_route(project)
     build = build_project_image(env, project, "k8s")
-
-    name = f"cft-{uuid.uuid4().hex[:8]}"
-    tag = f"localhost/copier-flask-test:{name}"
-    port = free_port()
+    name, port = f"cft-{uuid.uuid4().hex[:8]}", free_port()
+    tag, container = f"localhost/copier-flask-test:{name}", f"{name}-pod-0-web"
     kube_file = tmp_path / "kube.yaml"
     kube_file.write_text(
         yaml.safe_dump_all(kube_play_documents(project, name, tag, port), sort_keys=False)
     )
-    # podman 4.3 reads a secretRef from a podman secret holding the Secret's
-    # `data` as JSON (its own handling of `kind: Secret` does not round-trip).
+    # podman 4.3 reads a secretRef from a podman secret holding the Secret's `data` as
+    # JSON (its own handling of `kind: Secret` does not round-trip).
     secret_data = {"FLASK_SECRET_KEY": base64.b64encode(SECRET.encode()).decode()}
-    container = f"{name}-pod-0-web"
-    pod_log = tmp_path / "pod.log"
+    pod_log = tmp_path / "pod.log"  # ours: `kube down` removes the container
     run_podman(env, "tag", build.image, tag)
     try:
         run_podman(env, "secret", "create", f"{name}-secrets", "-", input=json.dumps(secret_data))
-        # The pod's log in a file of ours: `kube down` removes the container.
         run_podman(env, "kube", "play", "--log-opt", f"path={pod_log}", str(kube_file), timeout=120)
         health = wait_for_http(port)
         assert (health.status, health.body) == (200, b'{"status":"ok"}\n')
 
         # What the manifest asks for holds at run time.
-        probe = run_podman(
+        probe = shell(
             env,
-            "exec",
             container,
-            "sh",
-            "-c",
             "id -u; echo $WEB_CONCURRENCY; touch /tmp/ok && echo tmp-writable;"
             " touch /app/x 2>&1 || true",
-        ).stdout.splitlines()
+        ).splitlines()
         assert probe[0] == "10001", "non-root, the image's UID"
         assert probe[1] == "2", "WEB_CONCURRENCY from the CPU limit (2)"
         assert probe[2] == "tmp-writable"
         assert "Read-only file system" in probe[3]
-        inspect = run_podman(
-            env,
-            "inspect",
-            container,
-            "--format",
-            "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
-        ).stdout.split()
+        limits = "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}"
+        inspect = run_podman(env, "inspect", container, "--format", limits).stdout.split()
         assert inspect == ["true", str(256 * 2**20), str(2 * 10**9)]
         assert pod_log.read_text().count("Booting worker") == 2
 
-        # Stopping while a request is in flight: gunicorn gets SIGTERM, finishes
-        # the request and exits 0. podman before 5.1 SIGKILLs a pod's
-        # containers on `kube down` (podman issues #19135, #21767; fixed by
-        # PR #22398), so there the documented workaround stops the pod first.
-        # (The client may not see the answer: podman tears the pod's network
-        # down while gunicorn still finishes. Kubernetes keeps it until the
-        # containers exit; gunicorn's own log is the evidence here.)
-        def slow_request() -> None:
-            with contextlib.suppress(OSError):
-                http_get(port, "/slow?seconds=3", timeout=20)
-
-        client = threading.Thread(target=slow_request, daemon=True)
-        client.start()
-        time.sleep(1)
-        started = time.monotonic()
-        if podman_version(env) < (5, 1):
-            run_podman(env, "pod", "stop", "--time", "45", f"{name}-pod-0", timeout=120)
-            assert container_state(env, container)[1] == 0
-        run_podman(env, "kube", "down", str(kube_file), timeout=120)
-        took = time.monotonic() - started
+        # Stopped with a request in flight: gunicorn gets SIGTERM, finishes it and exits
+        # 0. podman before 5.1 SIGKILLs a pod's containers on `kube down` (podman issues
+        # #19135, #21767; fixed by PR #22398): there the pod is stopped first, the
+        # documented workaround. The client may not see the answer (podman tears the
+        # network down while gunicorn finishes; Kubernetes keeps it): the log is the evidence.
+        with slow_request_in_flight(port, wait=0):
+            started = time.monotonic()
+            version = run_podman(env, "version", "--format", "{{.Client.Version}}").stdout
+            if tuple(int(part) for part in version.strip().split(".")[:2]) < (5, 1):
+                run_podman(env, "pod", "stop", "--time", "45", f"{name}-pod-0", timeout=120)
+                assert container_state(env, container)[1] == 0
+            run_podman(env, "kube", "down", str(kube_file), timeout=120)
+            took = time.monotonic() - started
         output = pod_log.read_text()
         assert "Handling signal: term" in output
-        # The manifests log JSON (LOG_FORMAT=json): the access line's quotes
-        # come escaped there.
-        finished = re.search(r'GET /slow\?seconds=3 HTTP/1.1\\?" 200', output)
-        assert finished, "the request was finished"
+        # The manifests log JSON (LOG_FORMAT=json): the access line's quotes are escaped.
+        assert re.search(r'GET /slow\?seconds=3 HTTP/1.1\\?" 200', output), "request finished"
         assert "Shutting down: Master" in output and "Reason:" not in output
         print(f"FIGURE podman pod stop + kube down, a 3 s request in flight: {took:.1f} s")
     finally:

@@ -1,12 +1,8 @@
-"""A generated project's CI goes red when what it deploys would break.
-
-Each guard runs twice, on the project as rendered (green) and on a broken
-input (red): a Dockerfile that does not build, an nginx file that fails
-`nginx -t`. The jobs run from the rendered workflow's own shell steps, with
-podman standing in for docker. The `lowest` job also runs here on the default
-Python's stand-in (tests/live/test_self_guard_suite.py runs it on this one).
-The project's own suite is tests/live/test_self_guard_suite.py's, the stale
-lock tests/quick/test_self_guard_lock.py's.
+"""A generated project's CI goes red when what it deploys would break: each guard runs on
+the project as rendered (green) and on a broken input (red), from the rendered workflow's
+own shell steps, with podman standing in for docker; and the `lowest` job on the default
+Python's stand-in. (tests/live/test_self_guard_suite.py: the project's suite and the
+`lowest` job on this Python; tests/quick/test_self_guard_lock.py: the stale lock.)
 """
 
 from __future__ import annotations
@@ -47,14 +43,9 @@ def docker(podman: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
     run_podman(env, "tag", ensure_nginx_image(env), "docker.io/library/nginx:1.30-alpine")
     bindir = tmp_path_factory.mktemp("bin")
     shim = bindir / "docker"
-    shim.write_text(
-        "#!/bin/sh\n"
-        "# docker -> podman, as the container tests build (harness/images.py).\n"
-        'if [ "$1" = build ]; then\n'
-        "    shift\n"
-        f'    exec podman build --format docker --pull=never -v {ca_bundle_volume()} "$@"\n'
-        "fi\n"
-        'exec podman "$@"\n'
+    shim.write_text(  # docker -> podman, built as harness/images.py builds
+        '#!/bin/sh\n[ "$1" = build ] && shift && exec podman build --format docker'
+        f' --pull=never -v {ca_bundle_volume()} "$@"\nexec podman "$@"\n'
     )
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
     env["PATH"] = f"{bindir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
@@ -83,45 +74,43 @@ def deploy_job(
             run_podman(env, "rm", "-f", container.read_text().strip(), check=False)
 
 
-def test_the_deploy_job_builds_runs_and_stops_the_image(
+def test_the_deploy_job_builds_runs_and_stops_the_image_and_runs_nginx_t(
     deploy_project: Path, docker: dict[str, str], tmp_path: Path
 ) -> None:
-    result = deploy_job(deploy_project, docker, tmp_path, lambda name: "nginx" not in name)
-    assert result.returncode == 0, result.stdout + result.stderr
+    image = deploy_job(deploy_project, docker, tmp_path, lambda name: "nginx" not in name)
+    assert image.returncode == 0, image.stdout + image.stderr
     # The last step printed the container's log: gunicorn stopped on SIGTERM.
-    assert "Shutting down: Master" in result.stdout + result.stderr
+    assert "Shutting down: Master" in image.stdout + image.stderr
+    nginx = deploy_job(deploy_project, docker, tmp_path, lambda name: "nginx -t" in name)
+    assert nginx.returncode == 0, nginx.stdout + nginx.stderr
+    assert nginx.stderr.count("test is successful") == 2, nginx.stderr
 
 
-def test_a_dockerfile_that_does_not_build_fails_the_deploy_job(
-    deploy_project: Path, docker: dict[str, str], tmp_path: Path
+# What breaks: the file, the text replaced, the steps that must fail, and their error.
+BROKEN = {
+    "dockerfile": ("Dockerfile", " wsgi.py ./", " no-such-file.py ./", "Build the image"),
+    "nginx": (
+        "deploy/nginx/include/site.conf",
+        "listen 80;",
+        "listen 80;\n    no_such_directive on;",
+        "nginx -t",
+    ),
+}
+ERRORS = {"dockerfile": "no-such-file.py", "nginx": 'unknown directive "no_such_directive"'}
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_a_broken_file_fails_the_deploy_job(
+    deploy_project: Path, docker: dict[str, str], tmp_path: Path, broken: str
 ) -> None:
+    """A Dockerfile that does not build; an nginx file that fails `nginx -t`."""
+    path, old, new, steps = BROKEN[broken]
     project = copy_without_venv(deploy_project, tmp_path / "project")
-    dockerfile = project / "Dockerfile"
-    dockerfile.write_text(dockerfile.read_text().replace(" wsgi.py ./", " no-such-file.py ./", 1))
-    assert "no-such-file.py" in dockerfile.read_text()
-    result = deploy_job(project, docker, tmp_path, lambda name: name == "Build the image")
+    (project / path).write_text((project / path).read_text().replace(old, new, 1))
+    assert new in (project / path).read_text()
+    result = deploy_job(project, docker, tmp_path, lambda name: steps in name)
     assert result.returncode != 0, result.stdout
-    assert "no-such-file.py" in result.stdout + result.stderr
-
-
-def test_the_deploy_job_runs_nginx_t_and_fails_on_a_broken_file(
-    deploy_project: Path, docker: dict[str, str], tmp_path: Path
-) -> None:
-    def nginx_steps(name: str) -> bool:
-        return "nginx -t" in name
-
-    passed = deploy_job(deploy_project, docker, tmp_path, nginx_steps)
-    assert passed.returncode == 0, passed.stdout + passed.stderr
-    assert passed.stderr.count("test is successful") == 2, passed.stderr
-
-    project = copy_without_venv(deploy_project, tmp_path / "project")
-    site = project / "deploy" / "nginx" / "include" / "site.conf"
-    site.write_text(
-        site.read_text().replace("listen 80;", "listen 80;\n    no_such_directive on;", 1)
-    )
-    failed = deploy_job(project, docker, tmp_path, nginx_steps)
-    assert failed.returncode != 0
-    assert 'unknown directive "no_such_directive"' in failed.stderr, failed.stderr
+    assert ERRORS[broken] in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
