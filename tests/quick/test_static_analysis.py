@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from packaging.utils import canonicalize_name
 
 from harness import REPO
 from harness.figures import record
-from harness.render import SWITCHES, render
+from harness.render import SWITCHES
 from harness.tools import require_tool
 from locks.update import VARIANTS as LOCK_VARIANTS
 from locks.update import variant_dir
@@ -52,8 +53,8 @@ def bandit(*projects: Path) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
-def test_bandit_finds_nothing_at_medium_or_above_in_any_variant(copie: Any) -> None:
-    projects = {variant: render(copie, **answers) for variant, answers in VARIANTS.items()}
+def test_bandit_finds_nothing_at_medium_or_above_in_any_variant(rendered: Any) -> None:
+    projects = {variant: rendered(**answers) for variant, answers in VARIANTS.items()}
     report = bandit(*projects.values())
     assert not report["errors"], report["errors"]
     scanned = [Path(name) for name in report["metrics"] if name != "_totals"]
@@ -102,17 +103,12 @@ def test_pip_audit_finds_no_known_vulnerability_in_the_pins(tmp_path: Path) -> N
         timeout=300,
     )
     scenario = f"pip-audit on the {len(pins)} pins of requirements.txt (every variant)"
+    figure = partial(record, "41-pip-audit", scenario, "static", bound="0 known vulnerabilities")
     unreachable = vulnerability_database_unreachable(result)
     if unreachable:
         # No CI run can reach it either: this is not a missing tool, so it
         # skips (with the reason) even with CI=true. Anything else fails.
-        record(
-            "41-pip-audit",
-            scenario,
-            "static",
-            f"not run: the vulnerability database is unreachable here ({unreachable})",
-            "0 known vulnerabilities",
-        )
+        figure(figure=f"not run: the vulnerability database is unreachable here ({unreachable})")
         pytest.skip(f"pip-audit could not reach its vulnerability database: {unreachable}")
     assert result.returncode in (0, 1), result.stderr  # 1: it found vulnerabilities
     dependencies = json.loads(result.stdout)["dependencies"]
@@ -122,26 +118,15 @@ def test_pip_audit_finds_no_known_vulnerability_in_the_pins(tmp_path: Path) -> N
         f"{d['name']} {d['version']}: {v['id']}" for d in dependencies for v in d.get("vulns", [])
     ]
     skipped = [f"{d['name']}: {d['skip_reason']}" for d in dependencies if "skip_reason" in d]
-    record(
-        "41-pip-audit",
-        scenario,
-        "static",
-        f"{len(vulnerable)} known vulnerabilities in {len(dependencies) - len(skipped)} "
-        "audited packages",
-        "0 known vulnerabilities",
-    )
+    audited_count = len(dependencies) - len(skipped)
+    figure(figure=f"{len(vulnerable)} known vulnerabilities in {audited_count} audited packages")
     assert not vulnerable, "\n".join(vulnerable)
     assert not skipped, "\n".join(skipped)
 
 
-# How pip-audit ends when it cannot reach the vulnerability service (requests'
-# exceptions, as its last line of stderr).
-NETWORK_ERRORS = (
-    "requests.exceptions.ConnectionError",
-    "requests.exceptions.ConnectTimeout",
-    "requests.exceptions.ReadTimeout",
-    "requests.exceptions.SSLError",
-)
+# How pip-audit ends when it cannot reach the vulnerability service (its last line of stderr).
+ERRORS = ("ConnectionError", "ConnectTimeout", "ReadTimeout", "SSLError")
+NETWORK_ERRORS = tuple(f"requests.exceptions.{error}" for error in ERRORS)
 NOT_ON_PYPI = "Dependency not found on PyPI"
 
 
@@ -167,10 +152,8 @@ def vulnerability_database_unreachable(result: subprocess.CompletedProcess[str])
     return None
 
 
-def completed(
-    returncode: int, stdout: str = "", stderr: str = ""
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.CompletedProcess(["pip-audit"], returncode, stdout, stderr)
+def completed(code: int, stdout: str = "", stderr: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(["pip-audit"], code, stdout, stderr)
 
 
 NOT_FOUND = json.dumps(
