@@ -21,7 +21,7 @@ def skip_or_fail(reason: str) -> None:
 
 
 def require_tool(name: str) -> str:
-    """The path of `name` on PATH (or next to this interpreter), else skip/fail."""
+    """The path of `name` next to this interpreter or on PATH, else skip/fail."""
     here = Path(sys.executable).parent / name
     path = str(here) if here.exists() else shutil.which(name)
     if path is None:
@@ -31,10 +31,5 @@ def require_tool(name: str) -> str:
 
 def check_jsonschema(cwd: Path, schema: str, *paths: str) -> subprocess.CompletedProcess[str]:
     """check-jsonschema with one of its built-in schemas (offline) on `paths`."""
-    return subprocess.run(
-        [require_tool("check-jsonschema"), "--builtin-schema", schema, *paths],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    command = [require_tool("check-jsonschema"), "--builtin-schema", schema, *paths]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60)
