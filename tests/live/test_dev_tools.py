@@ -35,9 +35,22 @@ VARIANTS = {
 }
 
 
-def prepare(copie_session: Any, variant: str) -> tuple[Path, dict[str, str]]:
-    """A fresh render, committed to git as a user's first commit would be (pre-commit
-    only sees tracked files), and the environment to run its tools in."""
+def run(project: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(command), cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+# The project's suite with the coverage floor: on the variants whose code (and tests) differ.
+COVERAGE_VARIANTS = {name for name in VARIANTS if not name.startswith("py")}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_generated_tooling_passes(copie_session: Any, variant: str) -> None:
+    """pre-commit on every file (and its merge-conflict hook really fails, as a
+    `copier update` with conflicts needs), mypy, and the tests with coverage
+    above the floor. A fresh render, committed as a user's first commit would be
+    (pre-commit only sees tracked files)."""
     project = render(copie_session, **VARIANTS[variant])
     for command in (["init", "-q"], ["add", "-A"]):
         subprocess.run(["git", *command], cwd=project, check=True, timeout=60)
@@ -54,25 +67,6 @@ def prepare(copie_session: Any, variant: str) -> tuple[Path, dict[str, str]]:
     env["PATH"] += os.pathsep + str(Path(require_tool("uv")).parent)
     env["PRE_COMMIT_HOME"] = str(CACHE / "pre-commit")
     env["MYPY_CACHE_DIR"] = str(CACHE / "mypy" / variant)
-    return project, env
-
-
-def run(project: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(command), cwd=project, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-# The project's suite with the coverage floor: on the variants whose code (and tests) differ.
-COVERAGE_VARIANTS = {name for name in VARIANTS if not name.startswith("py")}
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_generated_tooling_passes(copie_session: Any, variant: str) -> None:
-    """pre-commit on every file (and its merge-conflict hook really fails, as a
-    `copier update` with conflicts needs), mypy, and the tests with coverage
-    above the floor."""
-    project, env = prepare(copie_session, variant)
     result = run(project, env, "pre-commit", "run", "--all-files", "--show-diff-on-failure")
     assert result.returncode == 0, result.stdout + result.stderr
     for hook in ("no merge conflict markers", "ruff format", "uv.lock matches pyproject.toml"):

@@ -24,11 +24,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 COMPOSE_VARS = {"POSTGRES_PASSWORD": "p" * 32}
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS))
-def variant(request: pytest.FixtureRequest, rendered: Any) -> tuple[str, Path]:
-    return request.param, rendered(**VARIANTS[request.param])
-
-
 def graceful_timeout(project: Path) -> int:
     """The server's default time for requests in flight on SIGTERM."""
     if (project / "run_granian.py").exists():
@@ -44,9 +39,10 @@ def seconds(duration: str) -> int:
     return int(value[1])
 
 
-def test_compose_matches_the_spec_and_is_wired(variant: tuple[str, Path]) -> None:
-    name, project = variant
+@pytest.mark.parametrize("name", VARIANTS)
+def test_compose_matches_the_spec_and_is_wired(rendered: Any, name: str) -> None:
     answers = VARIANTS[name]
+    project = rendered(**answers)
     database = answers.get("database", "none")
     with_nginx = answers.get("with_nginx", True)
     # The HTTPS override comes with nginx (tests/live/test_watch.py serves it).
@@ -125,10 +121,10 @@ def test_compose_matches_the_spec_and_is_wired(variant: tuple[str, Path]) -> Non
     assert dev["image"] != web["image"], "the dev image (its own UID) must not replace web's"
 
 
-def test_podman_compose_reads_every_variant(
-    podman: dict[str, str], variant: tuple[str, Path]
-) -> None:
-    _, project = variant
-    result = podman_compose({**podman, **COMPOSE_VARS}, project, "config", timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert yaml.safe_load(result.stdout)["services"]["web"]["image"]
+def test_podman_compose_reads_every_variant(podman: dict[str, str], rendered: Any) -> None:
+    for answers in VARIANTS.values():
+        result = podman_compose(
+            {**podman, **COMPOSE_VARS}, rendered(**answers), "config", timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert yaml.safe_load(result.stdout)["services"]["web"]["image"]

@@ -46,17 +46,17 @@ SUPPORTED_COMBINATIONS: list[dict[str, Any]] = [
 ]
 # fmt: on
 
-# File -> the answer that must switch it on.
+# The answer that must switch these files on.
 CONDITIONAL_FILES = {
-    "Dockerfile": "with_docker",
-    ".dockerignore": "with_docker",
-    "compose.yaml": "with_docker",
-    "Procfile": "with_procfile",
-    "deploy/nginx/demo-shop.conf": "with_nginx",
-    "deploy/nginx/include/site.conf": "with_nginx",
-    "deploy/nginx/main-context.conf": "with_nginx",
-    "deploy/systemd/demo-shop.service": "with_nginx",
-    "deploy/k8s/deployment.yaml": "with_k8s",
+    name: switch
+    for switch, names in {
+        "with_docker": "Dockerfile .dockerignore compose.yaml",
+        "with_procfile": "Procfile",
+        "with_nginx": "deploy/nginx/demo-shop.conf deploy/nginx/include/site.conf "
+        "deploy/nginx/main-context.conf deploy/systemd/demo-shop.service",
+        "with_k8s": "deploy/k8s/deployment.yaml",
+    }.items()
+    for name in names.split()
 }
 DATABASE_FILES = """demo_shop/db.py demo_shop/models.py demo_shop/items.py migrations/env.py
     migrations/alembic.ini migrations/script.py.mako tests/test_items.py""".split()
@@ -75,18 +75,16 @@ def combo_id(combo: dict[str, Any]) -> str:
 
 
 def calls_app_run(path: Path) -> bool:
-    """Whether the code (not its comments or docstrings) calls `<something>.run(`
-    on an object named app, the way the development server is started."""
-    for node in ast.walk(ast.parse(path.read_text())):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "run"
-            and isinstance(node.func.value, ast.Name)
-            and node.func.value.id in {"app", "application"}
-        ):
-            return True
-    return False
+    """Whether the code (not its comments) calls `app.run(` (or `application.run(`), the
+    way the development server is started."""
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "run"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in {"app", "application"}
+        for node in ast.walk(ast.parse(path.read_text()))
+    )
 
 
 def assert_ruff_clean(project: Path) -> None:
@@ -109,16 +107,12 @@ SERVER_FILES = {"compose.yaml", "Dockerfile", "Procfile", "wsgi.py", ".env.examp
 def other_server_mentions(project: Path, server: str) -> list[str]:
     """Lines of the deployment files that name the server the project does not run."""
     other = "gunicorn" if server == "granian" else "granian"
-    deployment = [
-        rel
+    return [
+        f"{rel}:{number}: {line.strip()}"
         for rel in project_files(project)
         if rel.parts[0] == "deploy"
         or str(rel) in SERVER_FILES
         or (len(rel.parts) == 2 and rel.name == "config.py")  # <package>/config.py
-    ]
-    return [
-        f"{rel}:{number}: {line.strip()}"
-        for rel in deployment
         for number, line in enumerate((project / rel).read_text().splitlines(), 1)
         if other in line.lower()
     ]

@@ -20,12 +20,9 @@ from harness.tools import require_tool
 from locks.update import VARIANTS as LOCK_VARIANTS
 from locks.update import variant_dir
 
-QUESTIONS = yaml.safe_load((REPO / "copier.yml").read_text())
-# Python code varies with the database answer (models, migrations, db.py) and
-# the server (gunicorn.conf.py or run_granian.py); the switches only add
-# non-Python files. Each database is rendered with every switch on (gunicorn)
-# and with every switch off (granian).
-DATABASES = list(QUESTIONS["database"]["choices"].values())
+# Python code varies with the database and the server; the switches only add non-Python
+# files. Each database is rendered with every switch on (gunicorn) and off (granian).
+DATABASES = yaml.safe_load((REPO / "copier.yml").read_text())["database"]["choices"].values()
 VARIANTS = {
     f"{database}-{'all' if on else 'bare'}": {
         **dict.fromkeys(SWITCHES, on),
@@ -38,24 +35,19 @@ VARIANTS = {
 }
 
 
-def bandit(*projects: Path) -> dict[str, Any]:
-    """bandit's JSON report on `projects` (one run), medium severity and above."""
+def test_bandit_finds_nothing_at_medium_or_above_in_any_variant(rendered: Any) -> None:
+    projects = {variant: rendered(**answers) for variant, answers in VARIANTS.items()}
+    # bandit's default excludes match ".git" as a substring, which would also skip
+    # .github/scripts: name the folders to skip instead.
+    skip = ["-x", "*/.git/*,*/__pycache__/*", "-f", "json", "-q", "--severity-level", "medium"]
     result = subprocess.run(
-        # bandit's default excludes match ".git" as a substring, which would
-        # also skip .github/scripts: name the folders to skip instead.
-        [require_tool("bandit"), "-r", *map(str, projects), "-x", "*/.git/*,*/__pycache__/*"]
-        + ["-f", "json", "-q", "--severity-level", "medium"],
+        [require_tool("bandit"), "-r", *map(str, projects.values()), *skip],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode in (0, 1), result.stderr  # 1: it found something
-    return json.loads(result.stdout)
-
-
-def test_bandit_finds_nothing_at_medium_or_above_in_any_variant(rendered: Any) -> None:
-    projects = {variant: rendered(**answers) for variant, answers in VARIANTS.items()}
-    report = bandit(*projects.values())
+    report = json.loads(result.stdout)
     assert not report["errors"], report["errors"]
     scanned = [Path(name) for name in report["metrics"] if name != "_totals"]
     for variant, project in projects.items():
@@ -131,13 +123,8 @@ NOT_ON_PYPI = "Dependency not found on PyPI"
 
 
 def vulnerability_database_unreachable(result: subprocess.CompletedProcess[str]) -> str | None:
-    """The recognised reason pip-audit could not ask its database, or None.
-
-    Two are recognised: a network error reaching the service; and PyPI's JSON
-    API answering "not found" for every pin, which the real one never does for
-    published releases (a registry proxy that serves packages but not that API).
-    A crash, a malformed report, or a partial answer is not recognised: it fails.
-    """
+    """Why pip-audit could not ask its database: a network error, or PyPI's JSON API
+    answering "not found" for every pin (a registry proxy without that API); else None."""
     last = (result.stderr.strip().splitlines() or [""])[-1]
     if result.returncode != 0 and last.startswith(NETWORK_ERRORS):
         return last.split(": ", 1)[0] + ": " + last.split("(Caused by ", 1)[-1][:120]
