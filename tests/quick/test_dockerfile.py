@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from harness.render import RUNNING_PYTHON
-from harness.tools import require_tool
+from harness.tools import run_tool
 
 APP_UID = "10001"
 HADOLINT_VARIANTS = [
@@ -23,12 +22,7 @@ HADOLINT_VARIANTS = [
 
 def test_hadolint_finds_nothing_in_any_variant(rendered: Any) -> None:
     dockerfiles = [str(rendered(**answers) / "Dockerfile") for answers in HADOLINT_VARIANTS]
-    result = subprocess.run(
-        [require_tool("hadolint"), "--no-color", "--failure-threshold", "warning", *dockerfiles],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_tool("hadolint", "--no-color", "--failure-threshold", "warning", *dockerfiles)
     assert result.returncode == 0, result.stdout + result.stderr
     # Not even info-level notes today; keep it that way.
     assert result.stdout.strip() == "", result.stdout

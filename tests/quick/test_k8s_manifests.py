@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from harness.render import jinja_leftovers, k8s_manifests
-from harness.tools import require_tool
+from harness.tools import run_tool
 from harness.venvs import SECRET
 
 #: The current Kubernetes (kubernetes-validate's default) and the oldest still commonly run.
@@ -30,12 +29,7 @@ def k8s_project(request: pytest.FixtureRequest, rendered: Any) -> Path:
 
 def validate(*files: str, version: str | None = None) -> str:
     versions = ["--kubernetes-version", version] if version else []
-    result = subprocess.run(
-        [require_tool("kubernetes-validate"), "--strict", *versions, *files],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_tool("kubernetes-validate", "--strict", *versions, *files)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -69,12 +63,7 @@ def test_manifests_and_what_kustomize_builds_match_the_schemas(
     (k8s / "secret.env").write_text(
         example.replace("FLASK_SECRET_KEY=", f"FLASK_SECRET_KEY={SECRET}")
     )
-    built = subprocess.run(
-        [require_tool("kubectl"), "kustomize", str(k8s)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    built = run_tool("kubectl", "kustomize", str(k8s))
     assert built.returncode == 0, built.stderr
     docs = [d for d in yaml.safe_load_all(built.stdout) if d]
     kinds = sorted(d["kind"] for d in docs)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from harness import REPO
-from harness.tools import require_tool
+from harness.tools import run_tool
 from harness.venvs import project_venv, uv_env
 from locks.update import EXPORT, FIX, LOCKS, VARIANTS, variant_dir
 
@@ -25,14 +25,7 @@ IDS = [f"{database}-{server}" for database, server in VARIANTS]
 
 
 def uv(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require_tool("uv"), *args],
-        cwd=project,
-        env=uv_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_tool("uv", *args, cwd=project, env=uv_env())
 
 
 def test_every_variant_has_a_lock_and_nothing_else_is_stored() -> None:

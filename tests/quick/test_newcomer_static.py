@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import tree_sitter
 import tree_sitter_powershell
 
 from harness.render import RUNNING_PYTHON
-from harness.tools import require_tool
+from harness.tools import require_tool, run_tool
 from harness.venvs import uv_env
 
 
@@ -32,9 +31,7 @@ def test_an_older_system_python_makes_uv_fetch_the_projects(rendered: Any) -> No
     env = uv_env()
     env.pop("UV_PYTHON")  # uv picks the interpreter from .python-version
     env["PATH"] = f"{Path(require_tool('uv')).parent}{os.pathsep}/usr/bin:/bin"
-    result = subprocess.run(
-        ["uv", "sync"], cwd=project, env=env, capture_output=True, text=True, timeout=120
-    )
+    result = run_tool("uv", "sync", cwd=project, env=env)
     assert result.returncode != 0
     assert f"No interpreter found for Python {missing}" in result.stderr, result.stderr
     assert "A managed Python download is available" in result.stderr, result.stderr

@@ -3,8 +3,6 @@ set, the files they promise, lint-clean. (tests/live/test_presets.py boots them.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import yaml
 
 from harness import REPO
 from harness.render import PRESETS, RUNNING_PYTHON, render_preset
+from harness.tools import run_tool
 
 # What each preset promises: (files present, files absent).
 COMMON = {"wsgi.py", "gunicorn.conf.py", "Procfile", ".github/workflows/ci.yml",
@@ -54,7 +53,6 @@ def test_preset_answers_are_recorded_and_promised_files_lint_clean(
     present, absent = PROMISED[name]
     assert [name for name in sorted(present) if not (rendered / name).exists()] == []
     assert [name for name in sorted(absent) if (rendered / name).exists()] == []
-    ruff = str(Path(sys.executable).parent / "ruff")
     for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
-        result = subprocess.run([ruff, *command], cwd=rendered, capture_output=True, text=True)
+        result = run_tool("ruff", *command, cwd=rendered)
         assert result.returncode == 0, result.stdout + result.stderr

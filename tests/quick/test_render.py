@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from harness.render import SWITCHES, jinja_leftovers, project_files, render, text_problems
-from harness.tools import require_tool
+from harness.tools import run_tool
 
 # What runs, written out: every combination of the three switches and CI
 # (16), the database and the server varied so that each switch meets each of
@@ -89,9 +88,7 @@ def calls_app_run(path: Path) -> bool:
 
 def assert_ruff_clean(project: Path) -> None:
     for args in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
-        result = subprocess.run(
-            [require_tool("ruff"), *args], cwd=project, capture_output=True, text=True, timeout=60
-        )
+        result = run_tool("ruff", *args, cwd=project, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
 
 

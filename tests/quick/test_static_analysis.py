@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 from harness import REPO
 from harness.figures import record
 from harness.render import SWITCHES
-from harness.tools import require_tool
+from harness.tools import run_tool
 from locks.update import VARIANTS as LOCK_VARIANTS
 from locks.update import variant_dir
 
@@ -40,12 +40,7 @@ def test_bandit_finds_nothing_at_medium_or_above_in_any_variant(rendered: Any) -
     # bandit's default excludes match ".git" as a substring, which would also skip
     # .github/scripts: name the folders to skip instead.
     skip = ["-x", "*/.git/*,*/__pycache__/*", "-f", "json", "-q", "--severity-level", "medium"]
-    result = subprocess.run(
-        [require_tool("bandit"), "-r", *map(str, projects.values()), *skip],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_tool("bandit", "-r", *map(str, projects.values()), *skip, timeout=300)
     assert result.returncode in (0, 1), result.stderr  # 1: it found something
     report = json.loads(result.stdout)
     assert not report["errors"], report["errors"]
@@ -87,12 +82,9 @@ def test_pip_audit_finds_no_known_vulnerability_in_the_pins(tmp_path: Path) -> N
     requirements.write_text("\n".join(pins) + "\n")
     # --no-deps --disable-pip: the file pins everything, so audit exactly it,
     # without building a virtualenv to resolve it.
-    command = [require_tool("pip-audit"), "-r", str(requirements), "--no-deps", "--disable-pip"]
-    result = subprocess.run(
-        [*command, "-f", "json", "--progress-spinner", "off", "--timeout", "20"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    command = ["-r", str(requirements), "--no-deps", "--disable-pip", "-f", "json"]
+    result = run_tool(
+        "pip-audit", *command, "--progress-spinner", "off", "--timeout", "20", timeout=300
     )
     scenario = f"pip-audit on the {len(pins)} pins of requirements.txt (every variant)"
     figure = partial(record, "41-pip-audit", scenario, "static", bound="0 known vulnerabilities")

@@ -5,14 +5,13 @@ workflow's permissions; test_self_guard_lock.py runs CI's lock checks.)"""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from harness.actionlint import actionlint
-from harness.tools import check_jsonschema, require_tool
+from harness.tools import check_jsonschema, run_tool
 
 WORKFLOW = ".github/workflows/ci.yml"
 UPDATE_WORKFLOW = "default/.github/workflows/template-update.yml"
@@ -41,14 +40,8 @@ def test_workflows_and_dependabot_configs_are_valid(rendered: Any, tmp_path: Pat
     found = [f for path in [*workflows, "broken.yml"] for f in actionlint(tmp_path, path)]
     assert [(f["file"], f["kind"]) for f in found] == [("broken.yml", "job-needs")], found
 
-    zizmor = [require_tool("zizmor"), "--offline", "--no-progress"]
-    result = subprocess.run(
-        [*zizmor, *(f"{v}/.github" for v in VARIANTS)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    zizmor = ["--offline", "--no-progress", *(f"{v}/.github" for v in VARIANTS)]
+    result = run_tool("zizmor", *zizmor, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     dependabot = [f"{variant}/{DEPENDABOT}" for variant in VARIANTS]
     for schema, files in [("github-workflows", workflows), ("dependabot", dependabot)]:
