@@ -3,7 +3,8 @@
 Every database x server variant is rendered as a user gets it: its uv.lock must satisfy its
 pyproject.toml (`uv lock --check`, offline) and its requirements.txt must be exactly what
 `uv export` makes of the lock; either failure names the one command that fixes it. Each also
-installs with every hash checked, by uv and by pip's --require-hashes mode.
+installs with every hash checked: `uv sync --locked` into the shared venv (harness/venvs.py),
+and requirements.txt with --require-hashes, as pip does on the README's Linux host.
 """
 
 from __future__ import annotations
@@ -40,10 +41,6 @@ def test_every_variant_has_a_lock_and_nothing_else_is_stored() -> None:
 def test_shipped_lock_is_fresh_and_installs_with_hashes(
     rendered: Any, tmp_path: Path, variant: tuple[str, str]
 ) -> None:
-    """`uv sync --locked` into the shared, cached venv checks every wheel's hash
-    against the lock (uv refuses a mismatch), once per lock change; and
-    requirements.txt installs in --require-hashes mode, as pip does on the
-    platforms and the Linux host of the README."""
     database, server = variant
     project = rendered(database=database, server=server)
     check = uv(project, "lock", "--check", "--offline")

@@ -65,11 +65,9 @@ def test_bandit_finds_nothing_at_medium_or_above_in_any_variant(rendered: Any) -
 
 
 def test_pip_audit_finds_no_known_vulnerability_in_the_pins(tmp_path: Path) -> None:
-    # Every pin any variant can have: a project's requirements.txt is its
-    # variant's locks/<database>-<server>/requirements.txt, included whole
-    # (template/requirements.txt.jinja). For every platform: markers are dropped
-    # so waitress (Windows only) is audited too, and so are the hashes
-    # (indented lines) and line continuations.
+    # Every pin of every variant's locks/<database>-<server>/requirements.txt (which a
+    # project includes whole), markers dropped so that waitress (Windows only) is audited
+    # too, hashes (indented lines) and line continuations dropped.
     pins = sorted(
         {
             line.split(";")[0].rstrip(" \\")
