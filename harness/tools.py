@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ def skip_or_fail(reason: str) -> None:
 
 
 def require_tool(name: str) -> str:
-    """The path of `name` on PATH (or next to this interpreter), else skip/fail."""
+    """The path of `name` next to this interpreter or on PATH, else skip/fail."""
     here = Path(sys.executable).parent / name
     path = str(here) if here.exists() else shutil.which(name)
     if path is None:
@@ -29,12 +30,14 @@ def require_tool(name: str) -> str:
     return str(path)
 
 
+def run_tool(
+    name: str, *args: str, timeout: float = 120, **options: Any
+) -> subprocess.CompletedProcess[str]:
+    """The tool `name` (see require_tool) run with `args`, its output captured as text."""
+    command = [require_tool(name), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **options)
+
+
 def check_jsonschema(cwd: Path, schema: str, *paths: str) -> subprocess.CompletedProcess[str]:
     """check-jsonschema with one of its built-in schemas (offline) on `paths`."""
-    return subprocess.run(
-        [require_tool("check-jsonschema"), "--builtin-schema", schema, *paths],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_tool("check-jsonschema", "--builtin-schema", schema, *paths, cwd=cwd, timeout=60)

@@ -1,10 +1,6 @@
-"""The benchmark harness runs end to end: bench/run.py --smoke, on loopback.
-
-A smoke run measures nothing worth reading (1 s per route, one pass); it
-proves that each stack starts, answers every route under load, and that the
-results come out as JSON, Markdown and a plot. The figures themselves come
-from a full run (bench/README.md).
-"""
+"""The benchmark runs end to end (bench/run.py --smoke, on loopback): each stack starts,
+answers every route under load, and the results come out as JSON, Markdown and a plot.
+(A smoke run measures nothing worth reading; the figures come from a full run.)"""
 
 from __future__ import annotations
 
@@ -28,9 +24,8 @@ STACKS = ["default", "default-0.1.0", "gunicorn", "granian-2"]
 
 
 def smoke(out: Path, *options: str) -> dict[str, Any]:
-    """Run the harness in smoke mode into `out`; return results.json."""
-    command = [sys.executable, "bench/run.py", "--smoke", "--out", str(out), *options]
     # The first run on a machine also builds the benchmark's venv.
+    command = [sys.executable, "bench/run.py", "--smoke", "--out", str(out), *options]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((out / "results.json").read_text())
@@ -39,13 +34,12 @@ def smoke(out: Path, *options: str) -> dict[str, Any]:
 def test_smoke_run_measures_every_route_of_each_stack(tmp_path: Path) -> None:
     # Without nginx or wrk the harness still runs (without the nginx stacks,
     # with its Python load generator): check that much, then say what was left out.
-    missing = []
-    if not nginx_available():
-        missing.append("nginx is not installed: the default stack was left out")
-    if generator() != "wrk":
-        missing.append("wrk is not installed: the Python load generator stood in")
+    missing = [
+        *([] if nginx_available() else ["nginx is not installed: the default stack was left out"]),
+        *([] if generator() == "wrk" else ["wrk is not installed: Python load stood in"]),
+    ]
     stacks = STACKS if nginx_available() else [s for s in STACKS if not s.startswith("default")]
-    results = smoke(tmp_path, "--stacks", ",".join(stacks))
+    results = smoke(tmp_path / "all", "--stacks", ",".join(stacks))
     assert results["failures"] == []
     assert results["meta"]["generator"] == generator()
     assert set(results["summary"]) == set(stacks)
@@ -55,22 +49,21 @@ def test_smoke_run_measures_every_route_of_each_stack(tmp_path: Path) -> None:
             assert row["routes"][route]["rps"] > 0, f"{name} {route}: {row['routes'][route]}"
         assert row["idle_pss_mib"] > 0, name
     assert len(results["targets"]) == 7, "every target of issues #7 and #12 is reported"
-    assert (tmp_path / "results.md").read_text().startswith("# Benchmark")
-    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "all/results.md").read_text().startswith("# Benchmark")
+    assert (tmp_path / "all/results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The Python load generator stands in for wrk.
+    python = tmp_path / "python"
+    results = smoke(python, "--stacks", "gunicorn", "--routes", "json", "--python-load")
+    assert results["meta"]["generator"] == "python"
+    measured = results["measurements"][0]["load"]
+    assert measured["rps"] > 0 and measured["errors"]["status"] == 0, measured
     if missing:
         skip_or_fail("; ".join(missing))
 
 
-def test_python_load_generator_stands_in_for_wrk(tmp_path: Path) -> None:
-    results = smoke(tmp_path, "--stacks", "gunicorn", "--routes", "json", "--python-load")
-    assert results["meta"]["generator"] == "python"
-    measured = results["measurements"][0]["load"]
-    assert measured["rps"] > 0 and measured["errors"]["status"] == 0, measured
-
-
 def processes_under(folder: Path, named: str = "") -> list[int]:
-    """PIDs of the processes whose working directory is inside `folder` (and
-    whose command line contains `named`)."""
+    """PIDs of the processes working inside `folder` (with `named` in their command line)."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:

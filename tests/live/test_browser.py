@@ -1,20 +1,13 @@
-"""The pages in a real browser: headless Chromium through the project's nginx.
-
-selenium drives Debian's chromium through chromium-driver. The browser
-resolves the site's domain to 127.0.0.1 (--host-resolver-rules), so nginx
-gets the Host it serves. For `/`, a 404 and a 500 it checks that the
-Content-Security-Policy blocked nothing and the console stayed clean, and
-that style.css applied; a screenshot of each is kept in build/browser/. A
-page with an inline style proves the check sees a violation when there is one.
-"""
+"""The pages in a real browser: headless Chromium through the project's nginx, the site's
+domain resolved to 127.0.0.1 so that nginx gets the Host it serves. For `/`, a 404 and a 500:
+the Content-Security-Policy blocked nothing, the console stayed clean, style.css applied (a
+screenshot of each in build/browser/); a page with an inline style proves the check sees a
+violation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from harness import REPO
 from harness.browser import chromium
@@ -23,29 +16,6 @@ from harness.serving import Served, serve
 from harness.venvs import production_env
 
 SCREENSHOTS = REPO / "build" / "browser"
-
-
-@pytest.fixture(scope="module")
-def stack(
-    default_project: Path, venv_bin: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    """The probe app (harness/apps/probe_wsgi.py: a crash, an inline style)
-    behind the project's nginx config."""
-    project = probe_copy(default_project, tmp_path_factory.mktemp("browser") / "project")
-    env = production_env(venv_bin, WEB_CONCURRENCY="2")
-    work = tmp_path_factory.mktemp("browser-stack")
-    with serve(project, work, env, app="probe_wsgi:app", behind_nginx=True) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def browser(stack: Served) -> Iterator[Any]:
-    with chromium(
-        "--window-size=1000,700",
-        f"--host-resolver-rules=MAP {stack.host} 127.0.0.1",
-        capabilities={"goog:loggingPrefs": {"browser": "ALL"}},
-    ) as driver:
-        yield driver
 
 
 def visit(browser: Any, stack: Served, path: str, name: str) -> list[dict[str, Any]]:
@@ -71,29 +41,30 @@ def visit(browser: Any, stack: Served, path: str, name: str) -> list[dict[str, A
     ]
 
 
-def stylesheet_applied(browser: Any) -> bool:
-    # style.css: body { max-width: 40rem } (640px); the browser default is none.
-    return browser.execute_script("return getComputedStyle(document.body).maxWidth") == "640px"
-
-
-#: Each page the browser loads: its path, a name for its screenshot, its heading.
-PAGES = (
-    ("/", "index", "Demo Shop"),
-    ("/nowhere", "404", "404 Not Found"),
-    ("/_probe/crash", "500", "500 Internal Server Error"),
-)
-
-
-@pytest.mark.parametrize(("path", "name", "heading"), PAGES)
-def test_page_loads_clean_with_its_stylesheet(
-    browser: Any, stack: Served, path: str, name: str, heading: str
+def test_pages_load_clean_with_their_stylesheet_and_a_csp_violation_shows(
+    default_project: Path, venv_bin: Path, tmp_path: Path
 ) -> None:
-    console = visit(browser, stack, path, name)
-    assert console == [], "CSP violations or console errors"
-    assert browser.find_element("tag name", "h1").text == heading
-    assert stylesheet_applied(browser), "style.css did not apply"
+    # The probe app (harness/apps/probe_wsgi.py: a crash, an inline style) behind nginx.
+    project = probe_copy(default_project, tmp_path / "project")
+    env = production_env(venv_bin, WEB_CONCURRENCY="2")
+    with serve(project, tmp_path / "logs", env, app="probe_wsgi:app", behind_nginx=True) as stack:
+        with chromium(
+            "--window-size=1000,700",
+            f"--host-resolver-rules=MAP {stack.host} 127.0.0.1",
+            capabilities={"goog:loggingPrefs": {"browser": "ALL"}},
+        ) as browser:
+            check_pages(browser, stack)
 
 
-def test_the_check_sees_a_csp_violation(browser: Any, stack: Served) -> None:
+def check_pages(browser: Any, stack: Served) -> None:
+    pages = [("/", "index", "Demo Shop"), ("/nowhere", "404", "404 Not Found")]
+    for path, name, heading in [*pages, ("/_probe/crash", "500", "500 Internal Server Error")]:
+        console = visit(browser, stack, path, name)
+        assert console == [], f"{path}: CSP violations or console errors"
+        assert browser.find_element("tag name", "h1").text == heading
+        # style.css: body { max-width: 40rem } (640px); the browser default is none.
+        max_width = browser.execute_script("return getComputedStyle(document.body).maxWidth")
+        assert max_width == "640px", f"{path}: style.css did not apply"
+
     console = visit(browser, stack, "/_probe/inline-style", "inline-style-blocked")
     assert any("Content Security Policy" in entry["message"] for entry in console), console

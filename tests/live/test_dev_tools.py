@@ -1,8 +1,7 @@
-"""Developer tooling. The generated one passes on a fresh render of every variant:
-`pre-commit run --all-files` (hooks installed from PyPI), mypy, and the
-project's tests with coverage above the floor in pyproject.toml, each run as
-the generated CI runs it, from the shared project venv (installed from the
-variant's lock). The template's own: `python3 dev.py demo` serves the defaults."""
+"""Developer tooling. The generated one passes on a fresh render of every variant, run as the
+generated CI runs it from the shared project venv (the variant's lock): `pre-commit run
+--all-files` (hooks from PyPI), mypy, and the project's tests with coverage above the floor
+in pyproject.toml. The template's own: `python3 dev.py demo` serves the defaults."""
 
 from __future__ import annotations
 
@@ -22,25 +21,36 @@ from harness.tools import require_tool
 from harness.venvs import CACHE, project_venv, run_env, uv_env
 
 # Code differs by database and server; python_version only changes settings
-# (mypy's python_version, ruff's target), so one variant checks 3.14.
+# (mypy's python_version, ruff's target), so one variant checks 3.14. Other names
+# and a bare project (every switch off) must pass their own tests too.
+BARE = {"with_docker": False, "with_nginx": False, "with_procfile": False, "ci": "none"}
 VARIANTS = {
     f"{database}-{server}": {"database": database, "server": server}
     for database in ("none", "sqlite", "postgresql")
     for server in ("gunicorn", "granian")
 } | {
-    "py3.14-bare": {
-        "python_version": "3.14",
-        "with_docker": False,
-        "with_nginx": False,
-        "with_procfile": False,
-        "ci": "none",
-    },
+    "py3.14-bare": {"python_version": "3.14", **BARE},
+    "bare": BARE,
+    "other-names": {"project_name": "Inventory API", "package_name": "inventory"},
 }
 
 
-def prepare(copie_session: Any, variant: str) -> tuple[Path, dict[str, str]]:
-    """A fresh render, committed to git as a user's first commit would be (pre-commit
-    only sees tracked files), and the environment to run its tools in."""
+def run(project: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(command), cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+# The project's suite with the coverage floor: on the variants whose code (and tests) differ.
+COVERAGE_VARIANTS = {name for name in VARIANTS if not name.startswith("py")}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_generated_tooling_passes(copie_session: Any, variant: str) -> None:
+    """pre-commit on every file (and its merge-conflict hook really fails, as a
+    `copier update` with conflicts needs), mypy, and the tests with coverage
+    above the floor. A fresh render, committed as a user's first commit would be
+    (pre-commit only sees tracked files)."""
     project = render(copie_session, **VARIANTS[variant])
     for command in (["init", "-q"], ["add", "-A"]):
         subprocess.run(["git", *command], cwd=project, check=True, timeout=60)
@@ -57,26 +67,6 @@ def prepare(copie_session: Any, variant: str) -> tuple[Path, dict[str, str]]:
     env["PATH"] += os.pathsep + str(Path(require_tool("uv")).parent)
     env["PRE_COMMIT_HOME"] = str(CACHE / "pre-commit")
     env["MYPY_CACHE_DIR"] = str(CACHE / "mypy" / variant)
-    return project, env
-
-
-def run(project: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(command), cwd=project, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-# Every database x server variant runs its own suite with the floor: the code
-# (and its tests) differ by both.
-COVERAGE_VARIANTS = {name for name in VARIANTS if not name.startswith("py")}
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_generated_tooling_passes(copie_session: Any, variant: str) -> None:
-    """pre-commit on every file (and its merge-conflict hook really fails, as a
-    `copier update` with conflicts needs), mypy, and the tests with coverage
-    above the floor. (One test per render and git repository.)"""
-    project, env = prepare(copie_session, variant)
     result = run(project, env, "pre-commit", "run", "--all-files", "--show-diff-on-failure")
     assert result.returncode == 0, result.stdout + result.stderr
     for hook in ("no merge conflict markers", "ruff format", "uv.lock matches pyproject.toml"):
@@ -97,6 +87,7 @@ def test_generated_tooling_passes(copie_session: Any, variant: str) -> None:
         return
     result = run(project, env, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--cov")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout and "failed" not in result.stdout
     floor = re.search(r"^fail_under = (\d+)", (project / "pyproject.toml").read_text(), re.M)
     assert floor and f"Required test coverage of {floor[1]}.0% reached" in result.stdout
     # What coverage wrote (.coverage) is ignored by git.

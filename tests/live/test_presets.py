@@ -1,8 +1,6 @@
-"""The presets boot: each, rendered with `copier copy --data-file` as the README
-says, passes its own tests, serves under gunicorn, and under waitress through
-the exact command the generated README gives Windows users.
-(tests/quick/test_presets_static.py checks what they render.)
-"""
+"""The presets boot: each, rendered with `copier copy --data-file` as the README says, passes
+its own tests and serves under gunicorn, and under waitress through the exact command the
+generated README gives Windows users. (tests/quick/test_presets_static.py reads them.)"""
 
 from __future__ import annotations
 
@@ -18,28 +16,7 @@ from harness.serving import serve
 from harness.venvs import production_env, project_venv, run_env, run_project_tests
 
 
-@pytest.fixture(scope="module", params=PRESETS)
-def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render_preset(request.param, tmp_path_factory.mktemp("presets") / request.param)
-
-
-def production_settings(project: Path) -> dict[str, str]:
-    """Production settings with the shared venv for the project's pins."""
-    settings = {}
-    if (project / "migrations").is_dir():
-        # production refuses to start without a database URL; a SQLite file
-        # stands in for PostgreSQL (/healthz and / never touch it).
-        settings["DATABASE_URL"] = f"sqlite:///{project / 'instance' / 'boot.sqlite3'}"
-    return production_env(project_venv(project), **settings)
-
-
-def test_preset_passes_its_own_tests(rendered: Path) -> None:
-    result = run_project_tests(rendered, run_env(project_venv(rendered)))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert " passed" in result.stdout
-
-
-def windows_run_command(readme: str) -> str:
+def windows_run_command(readme: str) -> list[str]:
     """The waitress command in the README's PowerShell blocks (or, if it has
     none, in any fenced block): exactly one, on one line."""
     blocks = re.findall(r"^```([^\n]*)\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
@@ -52,26 +29,33 @@ def windows_run_command(readme: str) -> str:
         if "waitress-serve" in line
     }
     assert len(found) == 1, f"expected one waitress-serve command in the README, got {found}"
-    command = found.pop()
-    # `uv run X` runs X in the project's environment: here that is the shared
-    # venv, which holds the same locked packages.
-    command = command.removeprefix("uv run ")
+    # `uv run X` runs X in the project's environment: here the shared venv, with the same
+    # locked packages.
+    command = found.pop().removeprefix("uv run ")
     assert command.startswith("waitress-serve "), command
-    return command
+    return shlex.split(command)
 
 
-@pytest.mark.parametrize("server", ["gunicorn", "waitress as its README says"])
-def test_preset_serves(rendered: Path, tmp_path: Path, server: str) -> None:
-    command, port = None, None
-    if server != "gunicorn":
-        command = shlex.split(windows_run_command((rendered / "README.md").read_text()))
-        listen = [arg for arg in command if arg.startswith("--listen=")]
-        assert len(listen) == 1, f"the README's command says where it listens: {command}"
-        # As written, except the port (the README's may be taken here) and, should
-        # the README listen on every interface, the host: tests bind to loopback.
-        port = free_port()
-        command = [f"--listen={LOOPBACK}:{port}" if arg in listen else arg for arg in command]
-    env = production_settings(rendered)
-    with serve(rendered, tmp_path, env, command=command, port=port) as served:
-        assert served.get("/healthz").status == 200
-        assert served.get("/").status == 200
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_passes_its_own_tests_and_serves(preset: str, tmp_path: Path) -> None:
+    project = render_preset(preset, tmp_path / preset)
+    venv = project_venv(project)
+    result = run_project_tests(project, run_env(venv))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
+
+    # Production refuses to start without a database URL; a SQLite file stands in for
+    # PostgreSQL (/healthz and / never touch it).
+    database = {"DATABASE_URL": f"sqlite:///{project / 'instance' / 'boot.sqlite3'}"}
+    env = production_env(venv, **(database if (project / "migrations").is_dir() else {}))
+    waitress = windows_run_command((project / "README.md").read_text())
+    listen = [arg for arg in waitress if arg.startswith("--listen=")]
+    assert len(listen) == 1, f"the README's command says where it listens: {waitress}"
+    # As written, except the port (the README's may be taken here) and, should the
+    # README listen on every interface, the host: tests bind to loopback.
+    port = free_port()
+    waitress = [f"--listen={LOOPBACK}:{port}" if arg in listen else arg for arg in waitress]
+    for server, command, at in [("gunicorn", None, None), ("waitress", waitress, port)]:
+        with serve(project, tmp_path / server, env, command=command, port=at) as served:
+            assert served.get("/healthz").status == 200, server
+            assert served.get("/").status == 200, server

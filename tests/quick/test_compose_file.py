@@ -1,10 +1,5 @@
-"""The generated compose.yaml for every variant: valid, read by podman-compose,
-and wired right (tests/container/test_compose.py runs it).
-
-It is validated against the Compose specification's JSON schema
-(check-jsonschema ships it, no network needed), read by `podman-compose config`,
-and checked for the wiring the schema cannot see.
-"""
+"""The generated compose files for every variant: valid against the Compose spec, read by
+podman-compose, and wired right (tests/container/test_compose.py runs them)."""
 
 from __future__ import annotations
 
@@ -16,7 +11,6 @@ import pytest
 import yaml
 
 from harness.images import podman_compose
-from harness.render import render
 from harness.tools import check_jsonschema
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -30,19 +24,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 COMPOSE_VARS = {"POSTGRES_PASSWORD": "p" * 32}
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS))
-def variant(request: pytest.FixtureRequest, copie_session: Any) -> tuple[str, Path]:
-    return request.param, render(copie_session, **VARIANTS[request.param])
-
-
-def load(project: Path) -> dict[str, Any]:
-    """compose.yaml as compose sees it (YAML anchors and merge keys resolved)."""
-    return yaml.safe_load((project / "compose.yaml").read_text())
-
-
 def graceful_timeout(project: Path) -> int:
-    """The server's default time for requests in flight on SIGTERM, read from
-    the generated gunicorn.conf.py or run_granian.py."""
+    """The server's default time for requests in flight on SIGTERM."""
     if (project / "run_granian.py").exists():
         text = (project / "run_granian.py").read_text()
         return int(re.search(r'"GRANIAN_WORKERS_KILL_TIMEOUT": "(\d+)"', text)[1])
@@ -56,18 +39,18 @@ def seconds(duration: str) -> int:
     return int(value[1])
 
 
-def test_compose_matches_the_compose_spec(variant: tuple[str, Path]) -> None:
-    _, project = variant
-    result = check_jsonschema(project, "vendor.compose-spec", "compose.yaml")
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_compose_wiring(variant: tuple[str, Path]) -> None:
-    name, project = variant
+@pytest.mark.parametrize("name", VARIANTS)
+def test_compose_matches_the_spec_and_is_wired(rendered: Any, name: str) -> None:
     answers = VARIANTS[name]
+    project = rendered(**answers)
     database = answers.get("database", "none")
     with_nginx = answers.get("with_nginx", True)
-    compose = load(project)
+    # The HTTPS override comes with nginx (tests/live/test_watch.py serves it).
+    files = ["compose.yaml", *(["compose.https.yaml"] if with_nginx else [])]
+    result = check_jsonschema(project, "vendor.compose-spec", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # As compose sees it: YAML anchors and merge keys resolved.
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
     services = compose["services"]
     web = services["web"]
 
@@ -138,10 +121,10 @@ def test_compose_wiring(variant: tuple[str, Path]) -> None:
     assert dev["image"] != web["image"], "the dev image (its own UID) must not replace web's"
 
 
-def test_podman_compose_reads_every_variant(
-    podman: dict[str, str], variant: tuple[str, Path]
-) -> None:
-    _, project = variant
-    result = podman_compose({**podman, **COMPOSE_VARS}, project, "config", timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert yaml.safe_load(result.stdout)["services"]["web"]["image"]
+def test_podman_compose_reads_every_variant(podman: dict[str, str], rendered: Any) -> None:
+    for answers in VARIANTS.values():
+        result = podman_compose(
+            {**podman, **COMPOSE_VARS}, rendered(**answers), "config", timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert yaml.safe_load(result.stdout)["services"]["web"]["image"]

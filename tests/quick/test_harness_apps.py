@@ -21,12 +21,8 @@ def test_the_apps_pass_mypy_in_a_project(
     for app in apps:
         shutil.copy(app, project)
     # The project's mypy settings, on the apps beside its wsgi.py (which they import).
+    mypy = [str(venv_bin / "mypy"), "--no-incremental", *(app.name for app in apps)]
     result = subprocess.run(
-        [str(venv_bin / "mypy"), "--no-incremental", *(app.name for app in apps)],
-        cwd=project,
-        env=run_env(venv_bin),
-        capture_output=True,
-        text=True,
-        timeout=300,
+        mypy, cwd=project, env=run_env(venv_bin), capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stdout + result.stderr

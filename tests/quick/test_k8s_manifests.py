@@ -1,81 +1,69 @@
-"""The Kubernetes manifests (with_k8s), read and validated for each database.
-
-Every manifest is validated offline against the Kubernetes API schemas
-(kubernetes-validate ships them), and checked for what schemas cannot see:
-probes, the image's UID, grace periods, the kustomization.
-(tests/container/test_k8s.py plays the Deployment with podman.)
-"""
+"""The Kubernetes manifests (with_k8s), for each database: valid offline against the
+Kubernetes API schemas (kubernetes-validate ships them), and right where schemas cannot see:
+probes, the image's UID, grace periods, the kustomization. (tests/container/test_k8s.py
+plays the Deployment with podman.)"""
 
 from __future__ import annotations
 
 import re
-import subprocess
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from harness.render import jinja_leftovers, k8s_manifests, render
-from harness.tools import require_tool
+from harness.render import jinja_leftovers, k8s_manifests
+from harness.tools import run_tool
 from harness.venvs import SECRET
 
-#: The Kubernetes versions the manifests must be valid for: the current one
-#: (kubernetes-validate's default) and the oldest still commonly run.
+#: The current Kubernetes (kubernetes-validate's default) and the oldest still commonly run.
 KUBERNETES_VERSIONS = ("1.37.0", "1.33.0")
-DATABASES = ("none", "sqlite", "postgresql")
 PRESTOP_SECONDS = 5
 
 
-@pytest.fixture(scope="module", params=DATABASES)
-def k8s_project(request: pytest.FixtureRequest, copie_session: Any) -> Path:
-    return render(copie_session, with_k8s=True, database=request.param)
+@pytest.fixture(scope="module", params=("none", "sqlite", "postgresql"))
+def k8s_project(request: pytest.FixtureRequest, rendered: Any) -> Path:
+    return rendered(with_k8s=True, database=request.param)
 
 
-def database_of(project: Path) -> str:
-    return yaml.safe_load((project / ".copier-answers.yml").read_text())["database"]
+def validate(*files: str, version: str | None = None) -> str:
+    versions = ["--kubernetes-version", version] if version else []
+    result = run_tool("kubernetes-validate", "--strict", *versions, *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
-def test_no_manifests_unless_asked(copie: Any) -> None:
-    assert not (render(copie) / "deploy/k8s").exists(), "with_k8s defaults to false"
+def test_manifests_only_when_asked_with_docker_and_the_readme_section(rendered: Any) -> None:
+    assert not (rendered() / "deploy/k8s").exists(), "with_k8s defaults to false"
     # with_k8s is only asked with a Dockerfile; forced on without one, it
     # still renders nothing (the manifests run the image).
-    project = render(copie, with_docker=False, with_k8s=True)
-    assert not (project / "deploy/k8s").exists()
+    assert not (rendered(with_docker=False, with_k8s=True) / "deploy/k8s").exists()
     # deploy/ is shared with the nginx files: both land in the same folder.
-    both = render(copie, with_k8s=True)
+    both = rendered(with_k8s=True)
     assert (both / "deploy/nginx/nginx.conf").exists() and (both / "deploy/k8s").is_dir()
+    readme = (both / "README.md").read_text()
+    section = readme.split("## Kubernetes", 1)[1].split("\n## ", 1)[0]
+    assert "ingress" in section.lower() and "FLASK_PROXY_HOPS" in section
+    assert "kubectl apply -k deploy/k8s" in section
 
 
-@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-def test_manifests_match_the_kubernetes_schemas(k8s_project: Path, version: str) -> None:
-    validator = require_tool("kubernetes-validate")
+def test_manifests_and_what_kustomize_builds_match_the_schemas(
+    k8s_project: Path, tmp_path: Path
+) -> None:
     files = sorted(str(p) for p in (k8s_project / "deploy/k8s").glob("*.yaml"))
     files.remove(str(k8s_project / "deploy/k8s/kustomization.yaml"))
-    result = subprocess.run(
-        [validator, "--strict", "--kubernetes-version", version, *files],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count(" passed ") == len(files), result.stdout
+    for version in KUBERNETES_VERSIONS:
+        checked = validate(*files, version=version)
+        assert checked.count(" passed ") == len(files), checked
 
-
-def test_kustomize_builds_what_the_schemas_accept(k8s_project: Path, tmp_path: Path) -> None:
-    kubectl = require_tool("kubectl")
-    k8s = k8s_project / "deploy/k8s"
+    k8s = Path(shutil.copytree(k8s_project / "deploy/k8s", tmp_path / "k8s"))
     example = (k8s / "secret.env.example").read_text()
     assert "secret.env" in (k8s / ".gitignore").read_text().split()
     (k8s / "secret.env").write_text(
         example.replace("FLASK_SECRET_KEY=", f"FLASK_SECRET_KEY={SECRET}")
     )
-    try:
-        built = subprocess.run(
-            [kubectl, "kustomize", str(k8s)], capture_output=True, text=True, timeout=120
-        )
-    finally:
-        (k8s / "secret.env").unlink()
+    built = run_tool("kubectl", "kustomize", str(k8s))
     assert built.returncode == 0, built.stderr
     docs = [d for d in yaml.safe_load_all(built.stdout) if d]
     kinds = sorted(d["kind"] for d in docs)
@@ -84,20 +72,13 @@ def test_kustomize_builds_what_the_schemas_accept(k8s_project: Path, tmp_path: P
     secret = next(d for d in docs if d["kind"] == "Secret")["metadata"]["name"]
     assert re.fullmatch(r"demo-shop-secrets-[a-z0-9]{10}", secret)
     assert built.stdout.count(f"name: {secret}") >= 2
-    output = tmp_path / "built.yaml"
-    output.write_text(built.stdout)
-    result = subprocess.run(
-        [require_tool("kubernetes-validate"), "--strict", str(output)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    (tmp_path / "built.yaml").write_text(built.stdout)
+    validate(str(tmp_path / "built.yaml"))
 
 
 def test_manifests_agree_with_the_image_and_gunicorn(k8s_project: Path) -> None:
     assert jinja_leftovers(k8s_project, "demo_shop") == []
-    database = database_of(k8s_project)
+    database = yaml.safe_load((k8s_project / ".copier-answers.yml").read_text())["database"]
     docs = k8s_manifests(k8s_project)
     deployment, service, config = docs["Deployment"], docs["Service"], docs["ConfigMap"]
     pod = deployment["spec"]["template"]["spec"]
@@ -175,13 +156,3 @@ def test_manifests_agree_with_the_image_and_gunicorn(k8s_project: Path) -> None:
     # The kustomization lists every manifest, and only those.
     kustomization = yaml.safe_load((k8s_project / "deploy/k8s/kustomization.yaml").read_text())
     assert sorted(kustomization["resources"]) == sorted(d["_file"] for d in docs.values())
-
-
-def test_readme_says_when_an_ingress_replaces_nginx(copie: Any) -> None:
-    readme = (render(copie, with_k8s=True) / "README.md").read_text()
-    section = readme.split("## Kubernetes", 1)[1].split("\n## ", 1)[0]
-    assert "ingress" in section.lower() and "FLASK_PROXY_HOPS" in section
-    assert "kubectl apply -k deploy/k8s" in section
-
-
-# ------------------------------------------------------------ live, podman --

@@ -1,12 +1,10 @@
 """The locks the template ships (locks/, see locks/update.py) are never stale.
 
-Every database x server variant is rendered as a user gets it; its uv.lock must
-satisfy its pyproject.toml (`uv lock --check`, offline: no resolution happens)
-and its requirements.txt must be exactly what `uv export` makes of the lock.
-Either failure names the one command that fixes it. That each lock also
-*installs* (`uv sync --locked`, every hash checked) is proved by the shared
-project venv (harness/venvs.py) for each variant the suite boots,
-and by test_every_lock_installs_with_hashes below.
+Every database x server variant is rendered as a user gets it: its uv.lock must satisfy its
+pyproject.toml (`uv lock --check`, offline) and its requirements.txt must be exactly what
+`uv export` makes of the lock; either failure names the one command that fixes it. Each also
+installs with every hash checked: `uv sync --locked` into the shared venv (harness/venvs.py),
+and requirements.txt with --require-hashes, as pip does on the README's Linux host.
 """
 
 from __future__ import annotations
@@ -20,8 +18,7 @@ import pytest
 import yaml
 
 from harness import REPO
-from harness.render import RUNNING_PYTHON, render
-from harness.tools import require_tool
+from harness.tools import run_tool
 from harness.venvs import project_venv, uv_env
 from locks.update import EXPORT, FIX, LOCKS, VARIANTS, variant_dir
 
@@ -29,14 +26,7 @@ IDS = [f"{database}-{server}" for database, server in VARIANTS]
 
 
 def uv(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require_tool("uv"), *args],
-        cwd=project,
-        env=uv_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_tool("uv", *args, cwd=project, env=uv_env())
 
 
 def test_every_variant_has_a_lock_and_nothing_else_is_stored() -> None:
@@ -47,30 +37,12 @@ def test_every_variant_has_a_lock_and_nothing_else_is_stored() -> None:
             assert (variant_dir(*variant) / name).is_file(), f"{variant}: no {name}: run `{FIX}`"
 
 
-def test_every_python_version_gets_the_same_lock(default_project: Path, copie_session: Any) -> None:
-    """One lock serves every python_version answer (requires-python >= 3.11);
-    .python-version says which one the project uses."""
-    locks = set()
-    for python in ("3.11", "3.14"):
-        rendered = python == RUNNING_PYTHON  # the default project's version
-        project = default_project if rendered else render(copie_session, python_version=python)
-        locks.add((project / "uv.lock").read_text())
-        assert (project / ".python-version").read_text() == f"{python}\n"
-        assert 'requires-python = ">=3.11"' in (project / "pyproject.toml").read_text()
-    assert len(locks) == 1
-
-
 @pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
 def test_shipped_lock_is_fresh_and_installs_with_hashes(
-    copie_session: Any, tmp_path: Path, variant: tuple[str, str]
+    rendered: Any, tmp_path: Path, variant: tuple[str, str]
 ) -> None:
-    """The rendered uv.lock satisfies its pyproject.toml and requirements.txt is
-    its export. `uv sync --locked` into the shared, cached venv checks every
-    wheel's hash against the lock (uv refuses a mismatch), once per lock change;
-    and requirements.txt installs in --require-hashes mode, as pip does on the
-    platforms and the Linux host of the README. (One test per render.)"""
     database, server = variant
-    project = render(copie_session, database=database, server=server)
+    project = rendered(database=database, server=server)
     check = uv(project, "lock", "--check", "--offline")
     assert check.returncode == 0, f"uv.lock is stale for {variant}: run `{FIX}`\n{check.stderr}"
 
@@ -83,30 +55,15 @@ def test_shipped_lock_is_fresh_and_installs_with_hashes(
         f"requirements.txt is stale for {variant}: run `{FIX}`"
     )
     venv = tmp_path / "venv"
-    for command in (
-        ["venv", "-q", str(venv)],
-        [
-            "pip",
-            "install",
-            "-q",
-            "--python",
-            str(venv / "bin" / "python"),
-            "--require-hashes",
-            "-r",
-            "requirements.txt",
-        ],
-    ):
+    pip = ["pip", "install", "-q", "--python", str(venv / "bin" / "python"), "--require-hashes"]
+    for command in (["venv", "-q", str(venv)], [*pip, "-r", "requirements.txt"]):
         result = uv(project, *command)
         assert result.returncode == 0, f"requirements.txt: run `{FIX}`\n{result.stderr}"
-    bindir = project_venv(project)
+    python = str(project_venv(project) / "python")
+    listed = uv(project, "pip", "list", "--python", python)
+    assert listed.returncode == 0, listed.stderr
     names = "flask granian gunicorn psycopg sqlalchemy".split()
-    listed = subprocess.run(
-        [require_tool("uv"), "pip", "list", "--python", str(bindir / "python")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.lower()
-    installed = {name for name in names if f"\n{name} " in listed}
+    installed = {name for name in names if f"\n{name} " in listed.stdout.lower()}
     expected = {"flask", server} | ({"sqlalchemy"} if database != "none" else set())
     expected |= {"psycopg"} if database == "postgresql" else set()
     assert installed == expected
@@ -115,16 +72,12 @@ def test_shipped_lock_is_fresh_and_installs_with_hashes(
 def test_one_uv_and_one_ruff_version_everywhere(default_project: Path) -> None:
     """The uv that made the locks is the one projects use (Dockerfile, CI,
     pre-commit); ruff is pinned once, in the dev group, and pre-commit runs that one."""
-    made_by = subprocess.run(
-        [require_tool("uv"), "--version"], capture_output=True, text=True, check=True
-    ).stdout.split()[1]
+    made_by = uv(default_project, "--version").stdout.split()[1]
     answers = yaml.safe_load((REPO / "copier.yml").read_text())
     assert answers["uv_version"]["default"] == made_by
-    files = [".pre-commit-config.yaml", "Dockerfile", ".github/workflows/ci.yml"]
-    for name in files:
-        assert f"uv=={made_by}" in (default_project / name).read_text() or (
-            f"UV_VERSION={made_by}" in (default_project / name).read_text()
-        ), name
+    for name in [".pre-commit-config.yaml", "Dockerfile", ".github/workflows/ci.yml"]:
+        text = (default_project / name).read_text()
+        assert f"uv=={made_by}" in text or f"UV_VERSION={made_by}" in text, name
     ruff = re.search(r'"ruff==([\d.]+)"', (default_project / "pyproject.toml").read_text())
     hooks = (default_project / ".pre-commit-config.yaml").read_text()
     assert ruff and "ruff==" not in hooks

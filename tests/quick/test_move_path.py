@@ -1,9 +1,5 @@
-"""The `_migrations` entries, and hooks/migrations/move_path.py on a small repo.
-
-tests/update/test_update.py runs move_path.py inside a real `copier update`
-(2.0.0 of harness/template_versions.py moves the nginx site); here each of its
-cases gets a project in the state Copier leaves before the script runs.
-"""
+"""The `_migrations` entries, and hooks/migrations/move_path.py on a project in the state
+Copier leaves before the script runs (tests/update/test_update.py runs it in a real update)."""
 
 from __future__ import annotations
 
@@ -25,7 +21,7 @@ spec.loader.exec_module(move_path)
 
 
 def test_migrations_point_at_real_scripts_and_paths(default_project: Path) -> None:
-    """copier.yml's entries, and the move a release makes (the update tests' 2.0.0)."""
+    # copier.yml's entries, and the move a release makes (the update tests' 2.0.0).
     entries = [*yaml.safe_load((REPO / "copier.yml").read_text())["_migrations"], MOVE_MIGRATION]
     for entry in entries:
         command = entry["command"]
@@ -37,16 +33,14 @@ def test_migrations_point_at_real_scripts_and_paths(default_project: Path) -> No
         if script.endswith("move_path.py"):
             # A move names a path the template renders now (or, once made, its
             # new one): a typo would make it a silent no-op.
-            old, new = (
-                default_project / p.format_map(answers(default_project)) for p in command[2:]
-            )
+            values = answers(default_project)
+            old, new = (default_project / p.format_map(values) for p in command[2:])
             assert old.is_file() != new.is_file(), (old, new)
 
 
 @pytest.fixture
 def moved_repo(tmp_path: Path) -> Path:
-    """A committed project with OLD (user-edited) whose update deleted OLD and
-    wrote NEW, the state Copier leaves before move_path.py runs."""
+    """A committed project with OLD (user-edited) whose update deleted OLD and wrote NEW."""
     root = tmp_path / "project"
     (root / "old").mkdir(parents=True)
     (root / ".copier-answers.yml").write_text("_commit: 1.0.0\nproject_slug: shop\n")
@@ -62,19 +56,16 @@ def moved_repo(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("base", "said", "merged", "conflicts"),
     [
-        (
-            b"one\ntwo\nthree\n",
-            "merged your edits (three-way), with conflicts to resolve",
-            "<<<<<<< before updating\nmine\n=======\ntheirs\n>>>>>>> after updating\n",
-            ["new/shop.conf"],
-        ),
+        (b"one\ntwo\nthree\n", "merged your edits (three-way), with conflicts to resolve",
+         "<<<<<<< before updating\nmine\n=======\ntheirs\n>>>>>>> after updating\n",
+         ["new/shop.conf"]),
         (b"one\nmine\nthree\n", "you had not changed it", "one\ntheirs\nthree\n", []),
         # A bare python (no Copier to render the old version): every difference
         # between the user's file and the template's is a conflict, none is lost.
         (None, "two-way", "\nmine\n=======\ntheirs\n", ["new/shop.conf"]),
     ],
     ids=["three-way", "unedited", "no-base"],
-)
+)  # fmt: skip
 def test_move_path_carries_the_users_edits_once(
     moved_repo: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from harness.render import (
-    RUNNING_PYTHON,
-    SWITCHES,
-    jinja_leftovers,
-    project_files,
-    render,
-    text_problems,
-)
-from harness.tools import require_tool
+from harness.render import SWITCHES, jinja_leftovers, project_files, render, text_problems
+from harness.tools import run_tool
 
 # What runs, written out: every combination of the three switches and CI
 # (16), the database and the server varied so that each switch meets each of
@@ -53,46 +45,27 @@ SUPPORTED_COMBINATIONS: list[dict[str, Any]] = [
 ]
 # fmt: on
 
-# File -> the answer that must switch it on.
+# The answer that must switch these files on.
 CONDITIONAL_FILES = {
-    "Dockerfile": "with_docker",
-    ".dockerignore": "with_docker",
-    "compose.yaml": "with_docker",
-    "Procfile": "with_procfile",
-    "deploy/nginx/demo-shop.conf": "with_nginx",
-    "deploy/nginx/include/site.conf": "with_nginx",
-    "deploy/nginx/main-context.conf": "with_nginx",
-    "deploy/systemd/demo-shop.service": "with_nginx",
-    "deploy/k8s/deployment.yaml": "with_k8s",
+    name: switch
+    for switch, names in {
+        "with_docker": "Dockerfile .dockerignore compose.yaml",
+        "with_procfile": "Procfile",
+        "with_nginx": "deploy/nginx/demo-shop.conf deploy/nginx/include/site.conf "
+        "deploy/nginx/main-context.conf deploy/systemd/demo-shop.service",
+        "with_k8s": "deploy/k8s/deployment.yaml",
+    }.items()
+    for name in names.split()
 }
-DATABASE_FILES = [
-    "demo_shop/db.py",
-    "demo_shop/models.py",
-    "demo_shop/items.py",
-    "migrations/env.py",
-    "migrations/alembic.ini",
-    "migrations/script.py.mako",
-    "tests/test_items.py",
-]
-ALWAYS = [
-    ".copier-answers.yml",
-    ".env",
-    ".env.example",
-    ".gitignore",
-    "README.md",
-    "pyproject.toml",
-    "requirements.txt",
-    "uv.lock",
-    ".python-version",
-    ".pre-commit-config.yaml",
-    ".editorconfig",
-    "wsgi.py",
-    "demo_shop/__init__.py",
-    "demo_shop/config.py",
-    "demo_shop/health.py",
-    "demo_shop/views.py",
-    "tests/conftest.py",
-]
+DATABASE_FILES = """demo_shop/db.py demo_shop/models.py demo_shop/items.py migrations/env.py
+    migrations/alembic.ini migrations/script.py.mako tests/test_items.py""".split()
+ALWAYS = """.copier-answers.yml .env .env.example .gitignore README.md pyproject.toml
+    requirements.txt uv.lock .python-version .pre-commit-config.yaml .editorconfig wsgi.py
+    demo_shop/__init__.py demo_shop/config.py demo_shop/health.py demo_shop/views.py
+    tests/conftest.py""".split()
+# Code that could switch on Werkzeug's debugger (tests/resilience/test_production_safety.py
+# proves its absence on a running server).
+DEBUGGER = ("DebuggedApplication", "use_debugger", "debug=True", "use_evalex")
 
 
 def combo_id(combo: dict[str, Any]) -> str:
@@ -101,30 +74,27 @@ def combo_id(combo: dict[str, Any]) -> str:
 
 
 def calls_app_run(path: Path) -> bool:
-    """Whether the code (not its comments or docstrings) calls `<something>.run(`
-    on an object named app, the way the development server is started."""
-    for node in ast.walk(ast.parse(path.read_text())):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "run"
-            and isinstance(node.func.value, ast.Name)
-            and node.func.value.id in {"app", "application"}
-        ):
-            return True
-    return False
-
-
-def ruff(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require_tool("ruff"), *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    """Whether the code (not its comments) calls `app.run(` (or `application.run(`), the
+    way the development server is started."""
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "run"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in {"app", "application"}
+        for node in ast.walk(ast.parse(path.read_text()))
     )
 
 
+def assert_ruff_clean(project: Path) -> None:
+    for args in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+        result = run_tool("ruff", *args, cwd=project, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.fixture(scope="module", params=SUPPORTED_COMBINATIONS, ids=combo_id)
-def combination(request: pytest.FixtureRequest, copie_session: Any) -> tuple[dict[str, Any], Path]:
-    """A combination and its render."""
-    return request.param, render(copie_session, **request.param)
+def combination(request: pytest.FixtureRequest, rendered: Any) -> tuple[dict[str, Any], Path]:
+    return request.param, rendered(**request.param)
 
 
 # Besides deploy/: the files that say how the app is started and configured.
@@ -134,26 +104,21 @@ SERVER_FILES = {"compose.yaml", "Dockerfile", "Procfile", "wsgi.py", ".env.examp
 def other_server_mentions(project: Path, server: str) -> list[str]:
     """Lines of the deployment files that name the server the project does not run."""
     other = "gunicorn" if server == "granian" else "granian"
-    deployment = [
-        rel
+    return [
+        f"{rel}:{number}: {line.strip()}"
         for rel in project_files(project)
         if rel.parts[0] == "deploy"
         or str(rel) in SERVER_FILES
         or (len(rel.parts) == 2 and rel.name == "config.py")  # <package>/config.py
-    ]
-    return [
-        f"{rel}:{number}: {line.strip()}"
-        for rel in deployment
         for number, line in enumerate((project / rel).read_text().splitlines(), 1)
         if other in line.lower()
     ]
 
 
 def test_combination_renders_clean(combination: tuple[dict[str, Any], Path]) -> None:
-    """The files each answer asks for and no others; no Jinja left; lint-clean;
-    read as hand-written; a learner reading a granian project's deployment files
-    reads about granian, never gunicorn, and the other way round. (One test per
-    render: pytest-xdist would render a combination again on each worker.)"""
+    """The files each answer asks for and no others; no Jinja left; no debugger;
+    lint-clean; read as hand-written; a learner reading a granian project's
+    deployment files reads about granian, never gunicorn, and the other way round."""
     combo, project = combination
     files = {str(p) for p in project_files(project)}
 
@@ -175,16 +140,21 @@ def test_combination_renders_clean(combination: tuple[dict[str, Any], Path]) -> 
     assert jinja_leftovers(project, "demo_shop") == []
     calls = [f for f in files if f.endswith(".py") and calls_app_run(project / f)]
     assert calls == [], "the development server must never be started from code"
+    debugger = [
+        f"{f}: {needle}"
+        for f in files
+        if f.endswith(".py")
+        for needle in DEBUGGER
+        if needle in (project / f).read_text()
+    ]
+    assert debugger == [], "nothing may wire up Werkzeug's debugger"
 
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     # with_k8s is asked (and recorded) only with Docker.
     asked = {k: v for k, v in combo.items() if k != "with_k8s" or combo["with_docker"]}
     assert {k: answers[k] for k in asked} == asked
 
-    lint = ruff("check", "--no-cache", ".", cwd=project)
-    assert lint.returncode == 0, lint.stdout + lint.stderr
-    fmt = ruff("format", "--no-cache", "--check", ".", cwd=project)
-    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    assert_ruff_clean(project)
     # No line over 100 characters (URLs and fenced code aside), no trailing
     # whitespace, no doubled blank lines outside Python: no marks of Jinja.
     assert text_problems(project) == []
@@ -215,29 +185,25 @@ def test_gunicorn_config_reads_at_a_glance(default_project: Path) -> None:
     assert len(settings) >= 20
 
 
-@pytest.mark.parametrize("python_version", ["3.11", "3.12", "3.13", "3.14", "3.15"])
-def test_python_version_reaches_every_place(
-    default_project: Path, copie: Any, python_version: str
-) -> None:
-    # The default project is rendered with this interpreter's version.
-    rendered = python_version == RUNNING_PYTHON
-    project = default_project if rendered else render(copie, python_version=python_version)
-    # requires-python is the lock's floor (3.11, one lock for every version);
-    # .python-version is the version the project develops on (uv reads it).
-    assert (project / ".python-version").read_text() == f"{python_version}\n"
-    assert (
-        f'target-version = "py{python_version.replace(".", "")}"'
-        in (project / "pyproject.toml").read_text()
-    )
-    assert f"python:{python_version}-slim" in (project / "Dockerfile").read_text()
-    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
-    setup = [s for s in workflow["jobs"]["test"]["steps"] if "setup-python" in s.get("uses", "")]
-    assert setup[0]["with"]["python-version-file"] == ".python-version"
-    # Each version's ruff rules (pyupgrade, formatting) hold for the rendered code.
-    lint = ruff("check", "--no-cache", ".", cwd=project)
-    assert lint.returncode == 0, lint.stdout
-    fmt = ruff("format", "--no-cache", "--check", ".", cwd=project)
-    assert fmt.returncode == 0, fmt.stdout
+def test_python_version_reaches_every_place_with_one_lock(rendered: Any) -> None:
+    locks = set()
+    for python_version in ["3.11", "3.12", "3.13", "3.14", "3.15"]:
+        project = rendered(python_version=python_version)
+        # requires-python is the lock's floor, so one lock serves every version;
+        # .python-version is the version the project develops on (uv reads it).
+        locks.add((project / "uv.lock").read_text())
+        assert 'requires-python = ">=3.11"' in (project / "pyproject.toml").read_text()
+        assert (project / ".python-version").read_text() == f"{python_version}\n"
+        target = f'target-version = "py{python_version.replace(".", "")}"'
+        assert target in (project / "pyproject.toml").read_text()
+        assert f"python:{python_version}-slim" in (project / "Dockerfile").read_text()
+        workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+        steps = workflow["jobs"]["test"]["steps"]
+        setup = [s for s in steps if "setup-python" in s.get("uses", "")]
+        assert setup[0]["with"]["python-version-file"] == ".python-version"
+        # Each version's ruff rules (pyupgrade, formatting) hold for the rendered code.
+        assert_ruff_clean(project)
+    assert len(locks) == 1
 
 
 def test_dotenv_holds_a_fresh_secret_for_development(default_project: Path, copie: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +15,14 @@ from packaging.utils import canonicalize_name
 
 from harness import REPO
 from harness.figures import record
-from harness.render import SWITCHES, render
-from harness.tools import require_tool
+from harness.render import SWITCHES
+from harness.tools import run_tool
 from locks.update import VARIANTS as LOCK_VARIANTS
 from locks.update import variant_dir
 
-QUESTIONS = yaml.safe_load((REPO / "copier.yml").read_text())
-# Python code varies with the database answer (models, migrations, db.py) and
-# the server (gunicorn.conf.py or run_granian.py); the switches only add
-# non-Python files. Each database is rendered with every switch on (gunicorn)
-# and with every switch off (granian).
-DATABASES = list(QUESTIONS["database"]["choices"].values())
+# Python code varies with the database and the server; the switches only add non-Python
+# files. Each database is rendered with every switch on (gunicorn) and off (granian).
+DATABASES = yaml.safe_load((REPO / "copier.yml").read_text())["database"]["choices"].values()
 VARIANTS = {
     f"{database}-{'all' if on else 'bare'}": {
         **dict.fromkeys(SWITCHES, on),
@@ -37,24 +35,14 @@ VARIANTS = {
 }
 
 
-def bandit(*projects: Path) -> dict[str, Any]:
-    """bandit's JSON report on `projects` (one run), medium severity and above."""
-    result = subprocess.run(
-        # bandit's default excludes match ".git" as a substring, which would
-        # also skip .github/scripts: name the folders to skip instead.
-        [require_tool("bandit"), "-r", *map(str, projects), "-x", "*/.git/*,*/__pycache__/*"]
-        + ["-f", "json", "-q", "--severity-level", "medium"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_bandit_finds_nothing_at_medium_or_above_in_any_variant(rendered: Any) -> None:
+    projects = {variant: rendered(**answers) for variant, answers in VARIANTS.items()}
+    # bandit's default excludes match ".git" as a substring, which would also skip
+    # .github/scripts: name the folders to skip instead.
+    skip = ["-x", "*/.git/*,*/__pycache__/*", "-f", "json", "-q", "--severity-level", "medium"]
+    result = run_tool("bandit", "-r", *map(str, projects.values()), *skip, timeout=300)
     assert result.returncode in (0, 1), result.stderr  # 1: it found something
-    return json.loads(result.stdout)
-
-
-def test_bandit_finds_nothing_at_medium_or_above_in_any_variant(copie: Any) -> None:
-    projects = {variant: render(copie, **answers) for variant, answers in VARIANTS.items()}
-    report = bandit(*projects.values())
+    report = json.loads(result.stdout)
     assert not report["errors"], report["errors"]
     scanned = [Path(name) for name in report["metrics"] if name != "_totals"]
     for variant, project in projects.items():
@@ -77,11 +65,9 @@ def test_bandit_finds_nothing_at_medium_or_above_in_any_variant(copie: Any) -> N
 
 
 def test_pip_audit_finds_no_known_vulnerability_in_the_pins(tmp_path: Path) -> None:
-    # Every pin any variant can have: a project's requirements.txt is its
-    # variant's locks/<database>-<server>/requirements.txt, included whole
-    # (template/requirements.txt.jinja). For every platform: markers are dropped
-    # so waitress (Windows only) is audited too, and so are the hashes
-    # (indented lines) and line continuations.
+    # Every pin of every variant's locks/<database>-<server>/requirements.txt (which a
+    # project includes whole), markers dropped so that waitress (Windows only) is audited
+    # too, hashes (indented lines) and line continuations dropped.
     pins = sorted(
         {
             line.split(";")[0].rstrip(" \\")
@@ -94,25 +80,17 @@ def test_pip_audit_finds_no_known_vulnerability_in_the_pins(tmp_path: Path) -> N
     requirements.write_text("\n".join(pins) + "\n")
     # --no-deps --disable-pip: the file pins everything, so audit exactly it,
     # without building a virtualenv to resolve it.
-    command = [require_tool("pip-audit"), "-r", str(requirements), "--no-deps", "--disable-pip"]
-    result = subprocess.run(
-        [*command, "-f", "json", "--progress-spinner", "off", "--timeout", "20"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    command = ["-r", str(requirements), "--no-deps", "--disable-pip", "-f", "json"]
+    result = run_tool(
+        "pip-audit", *command, "--progress-spinner", "off", "--timeout", "20", timeout=300
     )
     scenario = f"pip-audit on the {len(pins)} pins of requirements.txt (every variant)"
+    figure = partial(record, "41-pip-audit", scenario, "static", bound="0 known vulnerabilities")
     unreachable = vulnerability_database_unreachable(result)
     if unreachable:
         # No CI run can reach it either: this is not a missing tool, so it
         # skips (with the reason) even with CI=true. Anything else fails.
-        record(
-            "41-pip-audit",
-            scenario,
-            "static",
-            f"not run: the vulnerability database is unreachable here ({unreachable})",
-            "0 known vulnerabilities",
-        )
+        figure(figure=f"not run: the vulnerability database is unreachable here ({unreachable})")
         pytest.skip(f"pip-audit could not reach its vulnerability database: {unreachable}")
     assert result.returncode in (0, 1), result.stderr  # 1: it found vulnerabilities
     dependencies = json.loads(result.stdout)["dependencies"]
@@ -122,37 +100,21 @@ def test_pip_audit_finds_no_known_vulnerability_in_the_pins(tmp_path: Path) -> N
         f"{d['name']} {d['version']}: {v['id']}" for d in dependencies for v in d.get("vulns", [])
     ]
     skipped = [f"{d['name']}: {d['skip_reason']}" for d in dependencies if "skip_reason" in d]
-    record(
-        "41-pip-audit",
-        scenario,
-        "static",
-        f"{len(vulnerable)} known vulnerabilities in {len(dependencies) - len(skipped)} "
-        "audited packages",
-        "0 known vulnerabilities",
-    )
+    audited_count = len(dependencies) - len(skipped)
+    figure(figure=f"{len(vulnerable)} known vulnerabilities in {audited_count} audited packages")
     assert not vulnerable, "\n".join(vulnerable)
     assert not skipped, "\n".join(skipped)
 
 
-# How pip-audit ends when it cannot reach the vulnerability service (requests'
-# exceptions, as its last line of stderr).
-NETWORK_ERRORS = (
-    "requests.exceptions.ConnectionError",
-    "requests.exceptions.ConnectTimeout",
-    "requests.exceptions.ReadTimeout",
-    "requests.exceptions.SSLError",
-)
+# How pip-audit ends when it cannot reach the vulnerability service (its last line of stderr).
+ERRORS = ("ConnectionError", "ConnectTimeout", "ReadTimeout", "SSLError")
+NETWORK_ERRORS = tuple(f"requests.exceptions.{error}" for error in ERRORS)
 NOT_ON_PYPI = "Dependency not found on PyPI"
 
 
 def vulnerability_database_unreachable(result: subprocess.CompletedProcess[str]) -> str | None:
-    """The recognised reason pip-audit could not ask its database, or None.
-
-    Two are recognised: a network error reaching the service; and PyPI's JSON
-    API answering "not found" for every pin, which the real one never does for
-    published releases (a registry proxy that serves packages but not that API).
-    A crash, a malformed report, or a partial answer is not recognised: it fails.
-    """
+    """Why pip-audit could not ask its database: a network error, or PyPI's JSON API
+    answering "not found" for every pin (a registry proxy without that API); else None."""
     last = (result.stderr.strip().splitlines() or [""])[-1]
     if result.returncode != 0 and last.startswith(NETWORK_ERRORS):
         return last.split(": ", 1)[0] + ": " + last.split("(Caused by ", 1)[-1][:120]
@@ -167,10 +129,8 @@ def vulnerability_database_unreachable(result: subprocess.CompletedProcess[str])
     return None
 
 
-def completed(
-    returncode: int, stdout: str = "", stderr: str = ""
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.CompletedProcess(["pip-audit"], returncode, stdout, stderr)
+def completed(code: int, stdout: str = "", stderr: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(["pip-audit"], code, stdout, stderr)
 
 
 NOT_FOUND = json.dumps(

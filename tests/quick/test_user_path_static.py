@@ -7,12 +7,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
 import yaml
 
 from harness import REPO
 from harness.readme import message_commands, readme_blocks, section
-from harness.render import render
 from hooks.migrations.report_update import report
 
 COPIER = yaml.safe_load((REPO / "copier.yml").read_text())
@@ -26,24 +24,21 @@ def test_the_messages_after_an_update_agree_with_it() -> None:
     assert "Look for conflict markers" not in after and "name any file" in after
 
 
-@pytest.mark.parametrize(
-    "answers",
-    [{}, {"database": "sqlite"}, {"database": "postgresql"}, {"server": "granian"}],
-    ids=["defaults", "sqlite", "postgresql", "granian"],
-)
-def test_no_command_holds_a_value_placeholder(copie: Any, answers: dict[str, str]) -> None:
-    project = render(copie, **answers)
-    lines = [line for b in readme_blocks((project / "README.md").read_text()) for line in b.lines()]
-    lines += message_commands(COPIER["_message_after_copy"])
-    bad = [line for line in lines if VALUE_PLACEHOLDER.search(line)]
-    assert not bad, bad
+def test_no_command_holds_a_value_placeholder(rendered: Any) -> None:
+    after_copy = message_commands(COPIER["_message_after_copy"])
+    for answers in [{}, {"database": "sqlite"}, {"database": "postgresql"}, {"server": "granian"}]:
+        readme = (rendered(**answers) / "README.md").read_text()
+        lines = [line for block in readme_blocks(readme) for line in block.lines()]
+        bad = [line for line in [*lines, *after_copy] if VALUE_PLACEHOLDER.search(line)]
+        assert not bad, (answers, bad)
 
 
-def test_python_is_python3_and_tools_install_on_debian(copie: Any) -> None:
-    project = render(copie, database="sqlite")
+def test_python3_the_first_commit_and_the_debian_host_in_the_texts(rendered: Any) -> None:
+    project = rendered(database="sqlite")
+    readme = (project / "README.md").read_text()
     texts = {
         "README.md": (REPO / "README.md").read_text(),
-        "generated README.md": (project / "README.md").read_text(),
+        "generated README.md": readme,
         "after copy": COPIER["_message_after_copy"],
         SCRIPT: (project / SCRIPT).read_text(),
         ".env.example": (project / ".env.example").read_text(),
@@ -54,17 +49,30 @@ def test_python_is_python3_and_tools_install_on_debian(copie: Any) -> None:
     assert "pipx install uv" in texts["generated README.md"]
     assert "pipx install copier" in texts["README.md"]
 
-
-def test_the_first_commit_comes_before_pre_commit(copie: Any) -> None:
-    readme = (render(copie) / "README.md").read_text()
-    for text in (section(readme, "Develop").text, COPIER["_message_after_copy"]):
+    # The first commit comes before pre-commit.
+    develop = section((rendered() / "README.md").read_text(), "Develop").text
+    for text in (develop, COPIER["_message_after_copy"]):
         assert "git add -A && git commit" in text
         assert text.index("git commit") < text.index("pre-commit install")
 
+    # `docker run` is read-only, with a volume where SQLite writes.
+    containers = section(readme, "Containers").lines()
+    run = next(line for line in containers if line.startswith("docker run"))
+    assert "--read-only" in run and "--tmpfs /tmp" in run
+    assert "/app/instance" in run, "SQLite writes its folder: a volume there"
 
-def test_the_host_block_installs_what_it_uses_on_the_distributions_python(copie: Any) -> None:
-    project = render(copie, database="sqlite", python_version="3.14")
-    host = section((project / "README.md").read_text(), "Deploy on a Linux host")
+    # The SQLite unit gives the database a folder and migrates.
+    unit = (project / "deploy" / "systemd" / "demo-shop.service").read_text()
+    assert "StateDirectory=demo-shop" in unit
+    assert "Environment=DATABASE_URL=sqlite:////var/lib/demo-shop/app.sqlite3" in unit
+    assert "ExecStartPre=/srv/demo-shop/.venv/bin/flask db upgrade" in unit
+    assert "ProtectSystem=strict" in unit
+
+    # The host block installs what it uses, on the distribution's python3.
+    host = section(
+        (rendered(database="sqlite", python_version="3.14") / "README.md").read_text(),
+        "Deploy on a Linux host",
+    )
     installs = [line for line in host.lines() if "apt" in line and "install" in line]
     assert installs and all(" -y " in line for line in installs), installs
     assert all(tool in installs[0].split() for tool in ("git", "curl", "nginx", "python3-venv"))
@@ -73,28 +81,11 @@ def test_the_host_block_installs_what_it_uses_on_the_distributions_python(copie:
     assert "Debian 12" in COPIER["python_version"]["help"]
 
 
-def test_the_sqlite_unit_gives_the_database_a_folder_and_migrates(copie: Any) -> None:
-    project = render(copie, database="sqlite")
-    unit = (project / "deploy" / "systemd" / "demo-shop.service").read_text()
-    assert "StateDirectory=demo-shop" in unit
-    assert "Environment=DATABASE_URL=sqlite:////var/lib/demo-shop/app.sqlite3" in unit
-    assert "ExecStartPre=/srv/demo-shop/.venv/bin/flask db upgrade" in unit
-    assert "ProtectSystem=strict" in unit
-
-
-def test_the_granian_unit_reloads(copie: Any) -> None:
-    project = render(copie, server="granian")
+def test_the_granian_unit_reloads(rendered: Any) -> None:
+    project = rendered(server="granian")
     unit = (project / "deploy" / "systemd" / "demo-shop.service").read_text()
     assert "ExecReload=/bin/kill -s HUP $MAINPID" in unit
     assert "systemctl reload" in (project / "README.md").read_text()
-
-
-def test_docker_run_is_read_only(copie: Any) -> None:
-    project = render(copie, database="sqlite")
-    block = section((project / "README.md").read_text(), "Containers")
-    run = next(line for line in block.lines() if line.startswith("docker run"))
-    assert "--read-only" in run and "--tmpfs /tmp" in run
-    assert "/app/instance" in run, "SQLite writes its folder: a volume there"
 
 
 def test_the_instructor_block_tags_the_fork_and_returns() -> None:

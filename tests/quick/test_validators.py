@@ -7,13 +7,11 @@ import sys
 from pathlib import Path
 
 import copier
-import jinja2
 import pytest
 import yaml
-from jinja2_ansible_filters import AnsibleCoreFiltersExtension
 
 from harness import REPO
-from harness.render import BASE_ANSWERS, template_snapshot
+from harness.render import BASE_ANSWERS, template_snapshot, validator
 
 QUESTIONS = yaml.safe_load((REPO / "copier.yml").read_text())
 
@@ -70,70 +68,38 @@ def test_bad_answer_is_refused_and_nothing_is_written(
     assert not destination.exists() or not any(destination.iterdir())
 
 
-def validator(question: str) -> jinja2.Template:
-    """A question's validator as Copier renders it: plain text (no HTML to
-    escape), importing from the template's root (includes/)."""
-    env = jinja2.Environment(  # noqa: S701
-        loader=jinja2.FileSystemLoader(REPO), extensions=[AnsibleCoreFiltersExtension]
-    )
-    return env.from_string(QUESTIONS[question]["validator"])
+# A question's validator as Copier renders it: the values it accepts, and those it refuses
+# with this advice. package_name refuses every standard library module and keyword.
+STDLIB = {n.lower() for n in sys.stdlib_module_names if not n.startswith("_")}
+KEYWORDS = {k for k in keyword.kwlist + keyword.softkwlist if k.islower() and k != "_"}
+VALUES = {
+    "package_name": (["shop", "my_shop", "_private", "shop2", "flask_shop"],
+                     sorted(STDLIB | KEYWORDS), ""),
+    "max_body_size": (["10m", "512k", "1g", "2M", "65536"],
+                      ["0", "10mb", "10 m", "1.5m", "-1m", "", "10m\n", "ten"], "for example: 10m"),
+    "domain": (["example.com", "shop.example.org", "localhost", "a-b.c"],
+               ["https://example.com", "example.com:8080", "example.com/shop", "Example.com",
+                "a..b", "-a.com", "a-.com", f"{'a' * 64}.com", "", "example.com\n",
+                "two names.com"], "for example: shop.example.com"),
+}  # fmt: skip
 
 
-def refusal(question: str, value: str) -> str:
-    """What the validator says to `value`: empty when it is accepted."""
-    return validator(question).render(**{question: value}).strip()
+@pytest.mark.parametrize("question", VALUES)
+def test_validator_accepts_and_refuses(question: str) -> None:
+    accepts, refuses, advice = VALUES[question]
+    check = validator(question)
+    said = {value: check.render(**{question: value}).strip() for value in accepts + refuses}
+    assert {value: said[value] for value in accepts if said[value]} == {}
+    assert [value for value in refuses if not said[value] or advice not in said[value]] == []
 
 
-def test_package_name_refuses_every_stdlib_module_and_keyword() -> None:
-    check = validator("package_name")
-    names = {n.lower() for n in sys.stdlib_module_names if not n.startswith("_")}
-    names |= {k for k in keyword.kwlist + keyword.softkwlist if k.islower() and k != "_"}
-    accepted = sorted(n for n in names if not check.render(package_name=n).strip())
-    assert accepted == []
-
-
-@pytest.mark.parametrize("name", ["shop", "my_shop", "_private", "shop2", "flask_shop"])
-def test_package_name_accepts_good_names(name: str) -> None:
-    assert validator("package_name").render(package_name=name).strip() == ""
-
-
-def test_every_question_helps_and_has_a_default() -> None:
+def test_every_question_helps_and_has_a_default_and_nginx_questions_follow_it() -> None:
     questions = {k: v for k, v in QUESTIONS.items() if not k.startswith("_")}
     assert len(questions) >= 10
     for name, spec in questions.items():
         assert spec.get("help"), f"{name} has no help"
         assert "default" in spec, f"{name} has no default"
-
-
-# -- the nginx questions -------------------------------------------------------------
-
-
-@pytest.mark.parametrize("value", ["10m", "512k", "1g", "2M", "65536"])
-def test_max_body_size_accepts_nginx_sizes(value: str) -> None:
-    assert refusal("max_body_size", value) == ""
-
-
-@pytest.mark.parametrize("value", ["0", "10mb", "10 m", "1.5m", "-1m", "", "10m\n", "ten"])
-def test_max_body_size_refuses_anything_else(value: str) -> None:
-    assert "for example: 10m" in refusal("max_body_size", value)
-
-
-@pytest.mark.parametrize("value", ["example.com", "shop.example.org", "localhost", "a-b.c"])
-def test_domain_accepts_host_names(value: str) -> None:
-    assert refusal("domain", value) == ""
-
-
-@pytest.mark.parametrize(
-    "value",
-    ["https://example.com", "example.com:8080", "example.com/shop", "Example.com", "a..b",
-     "-a.com", "a-.com", f"{'a' * 64}.com", "", "example.com\n", "two names.com"],
-)  # fmt: skip
-def test_domain_refuses_urls_and_bad_names(value: str) -> None:
-    assert "for example: shop.example.com" in refusal("domain", value)
-
-
-def test_nginx_questions_come_right_after_with_nginx_and_depend_on_it() -> None:
-    names = [k for k in QUESTIONS if not k.startswith("_")]
+    names = list(questions)
     at = names.index("with_nginx")
     assert names[at + 1 : at + 3] == ["max_body_size", "domain"]
     for name in ("max_body_size", "domain"):
