@@ -4,8 +4,8 @@ to type works as printed"): each failure the issue lists, proved fixed, on live 
 The README's own lines run literally in a clean environment (harness/readme.py): no
 `python` on PATH, an empty HOME, uv as the README says to install it. The static checks
 are in tests/quick/test_user_path_static.py, the update script's messages in
-tests/update/test_update_messages.py, the fresh clone's compose settings in
-tests/container/test_compose_fresh_clone.py.
+tests/update/test_update_workflow.py, the fresh clone's compose settings in
+tests/container/test_compose.py.
 """
 
 from __future__ import annotations
