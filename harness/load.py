@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from dataclasses import KW_ONLY, dataclass
 
-from harness.http import LOOPBACK
+from harness.http import http_get
 from harness.waiting import eventually
 
 
@@ -44,8 +44,7 @@ class Load:
 
     def __post_init__(self) -> None:
         self.headers = {"Connection": "close", **({"Host": self.host} if self.host else {})}
-        self._outcomes: list[Outcome] = []
-        self._lock = threading.Lock()
+        self.outcomes: list[Outcome] = []  # appended by the clients (list.append is atomic)
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._client, name=f"load-{i}", daemon=True)
@@ -75,25 +74,13 @@ class Load:
         for _ in range(self.per_client):
             if self._stop.is_set() or time.monotonic() > self._deadline:
                 return
-            conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=self.timeout)
-            started = time.time()
+            started, status, error = time.time(), None, ""
             try:
-                conn.request("GET", self.path, headers=self.headers)
-                response = conn.getresponse()
-                response.read()
-                outcome = Outcome(started, time.time(), response.status, "")
+                status = http_get(self.port, self.path, self.headers, self.timeout).status
             except (OSError, http.client.HTTPException) as exc:
-                outcome = Outcome(started, time.time(), None, type(exc).__name__)
-            finally:
-                conn.close()
-            with self._lock:
-                self._outcomes.append(outcome)
+                error = type(exc).__name__
+            self.outcomes.append(Outcome(started, time.time(), status, error))
             self._stop.wait(self.pause)
-
-    @property
-    def outcomes(self) -> list[Outcome]:
-        with self._lock:
-            return list(self._outcomes)
 
     @property
     def ok(self) -> int:
