@@ -60,7 +60,7 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def stop(self) -> Load:
+    def stop(self) -> None:
         """Let each client finish the request it is sending, then return."""
         self._stop.set()
         end = time.monotonic() + self.timeout + 5
@@ -68,7 +68,6 @@ class Load:
             thread.join(max(0.0, end - time.monotonic()))
         stuck = [t.name for t in self._threads if t.is_alive()]
         assert not stuck, f"load clients still running after stop: {stuck}"
-        return self
 
     def _client(self) -> None:
         for _ in range(self.per_client):

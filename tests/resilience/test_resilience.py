@@ -305,7 +305,9 @@ def production(chaos: Chaos) -> Iterator[Served]:
         yield served
 
 
-def test_production_hides_errors_and_secures_the_session_cookie(production: Served) -> None:
+def test_production_hides_errors_and_the_debugger_and_secures_the_session_cookie(
+    chaos: Chaos, production: Served
+) -> None:
     response = production.get("/_chaos/crash")
     assert response.status == 500
     assert b"Internal Server Error" in response.body
@@ -341,12 +343,8 @@ def test_production_hides_errors_and_secures_the_session_cookie(production: Serv
     )
     assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Lax", flags
 
-
-def test_no_debugger_is_reachable_not_even_with_a_stray_flask_debug(
-    chaos: Chaos, production: Served
-) -> None:
-    # FLASK_DEBUG only configures Flask; the debugger needs `flask run` or app.run(), which a
-    # server like gunicorn never calls.
+    # No debugger, not even with a stray FLASK_DEBUG: it only configures Flask; the debugger
+    # needs `flask run` or app.run(), which a server like gunicorn never calls.
     with chaos(WEB_CONCURRENCY="1", FLASK_DEBUG="1") as debug:
         for name, served in {"shipped": production, "FLASK_DEBUG=1": debug}.items():
             assert served.get("/console").status == 404, name
@@ -399,9 +397,7 @@ HOSTILE = {
     "Host with a control byte": b"GET / HTTP/1.1\r\nHost: ev\x01il.example\r\n\r\n",
     "Host with a space": b"GET / HTTP/1.1\r\nHost: evil example\r\n\r\n",
     "unknown Host": b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n",
-    "TLS handshake on the HTTP port": b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"
-    + bytes(50)
-    + b"\r\n\r\n",
+    "TLS on the HTTP port": bytes.fromhex("16030100a5010000a10303") + bytes(50) + b"\r\n\r\n",
     "invalid method": b"G@T / HTTP/1.1\r\nHost: {host}\r\n\r\n",
     "invalid version": b"GET / HTTP/1.1.1\r\nHost: {host}\r\n\r\n",
     "NUL in a header": GET + b"X-A: a\x00b\r\n\r\n",
