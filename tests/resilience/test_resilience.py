@@ -1,5 +1,5 @@
 """Resilience under bounded load (harness/load.py), on a copy of the default project with the
-/_chaos routes (harness/apps/chaos_wsgi.py) under real gunicorn, alone and behind its nginx:
+test routes (harness/apps/probe_wsgi.py) under real gunicorn, alone and behind its nginx:
 signals, kill -9, stuck requests and recycling; and safe production settings: no debugger, no
 traceback for the client (it goes to stderr), secure session cookies, no default secret, and
 hostile HTTP input answered with 4xx without a worker dying. Assertions are counts, except the
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from harness.chaos import chaos_copy, connections_held, wait_for_workers, worker_pids
+from harness.chaos import connections_held, probe_copy, wait_for_workers, worker_pids
 from harness.clients import raw_request
 from harness.figures import record
 from harness.load import Outcome
@@ -47,14 +47,14 @@ Chaos = Callable[..., AbstractContextManager[Served]]
 @pytest.fixture(scope="module")
 def chaos(default_project: Path, venv_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Chaos:
     """`chaos(stack, **settings)` serves the copy with production settings plus `settings`."""
-    project = chaos_copy(default_project, tmp_path_factory.mktemp("chaos") / "project")
+    project = probe_copy(default_project, tmp_path_factory.mktemp("chaos") / "project")
 
     def start(
         stack: str = "gthread", split_stderr: bool = False, **settings: str
     ) -> AbstractContextManager[Served]:
         nginx, workers = STACKS[stack]
         env = production_env(venv_bin, **workers | settings)
-        logs, app = tmp_path_factory.mktemp("logs"), "chaos_wsgi:app"
+        logs, app = tmp_path_factory.mktemp("logs"), "probe_wsgi:app"
         return serve(project, logs, env, app=app, behind_nginx=nginx, split_stderr=split_stderr)
 
     return start
@@ -262,7 +262,7 @@ def test_a_stuck_request_gets_its_worker_replaced_and_a_bare_500(chaos: Chaos, s
     # The client gets gunicorn's bare 500 page, the log gets where it was stuck.
     assert not isinstance(answer, str), f"no answer: {answer}"
     assert answer.status == 500 and b"Traceback" not in answer.body, answer
-    assert 'chaos_wsgi.py", line' in log and "time.sleep(seconds)" in log, log
+    assert 'probe_wsgi.py", line' in log and "time.sleep(seconds)" in log, log
     # One worker only: the 500 stops nginx from sending the request to the next.
     assert restarts == 1, log
 
@@ -292,9 +292,9 @@ def test_max_requests_recycles_workers_without_failing_a_request(chaos: Chaos) -
     assert not load.failed, load.summary()
 
 
-CRASH_MARKER = "chaos-secret-4f1d2c"  # harness/apps/chaos_wsgi.py's
+CRASH_MARKER = "probe-secret-7c1e"  # harness/apps/probe_wsgi.py's
 # What must never reach a client: the exception, its message, the code.
-LEAKS = [CRASH_MARKER, "hunter2", "Traceback", "RuntimeError", "chaos_wsgi", 'File "']
+LEAKS = [CRASH_MARKER, "hunter2", "Traceback", "RuntimeError", "probe_wsgi", 'File "']
 
 
 @pytest.fixture(scope="module")
@@ -308,13 +308,13 @@ def production(chaos: Chaos) -> Iterator[Served]:
 def test_production_hides_errors_and_the_debugger_and_secures_the_session_cookie(
     chaos: Chaos, production: Served
 ) -> None:
-    response = production.get("/_chaos/crash")
+    response = production.get("/_probe/crash")
     assert response.status == 500
     assert b"Internal Server Error" in response.body
     leaked = [leak for leak in LEAKS if leak.encode() in response.body]
     assert production.process.stderr is not None
     stderr = wait_for_text(production.process.stderr, CRASH_MARKER)
-    stdout = wait_for_text(production.process.log, re.escape('"GET /_chaos/crash HTTP/1.1" 500'))
+    stdout = wait_for_text(production.process.log, re.escape('"GET /_probe/crash HTTP/1.1" 500'))
     record(
         "20-error-500",
         "an exception in a view, production settings",
@@ -325,8 +325,8 @@ def test_production_hides_errors_and_the_debugger_and_secures_the_session_cookie
     )
     assert not leaked, response.body
     # Flask logs the exception through wsgi.errors, which gunicorn's errorlog "-" sends to stderr.
-    assert "Exception on /_chaos/crash [GET]" in stderr
-    assert "Traceback (most recent call last)" in stderr and 'chaos_wsgi.py", line' in stderr
+    assert "Exception on /_probe/crash [GET]" in stderr
+    assert "Traceback (most recent call last)" in stderr and 'probe_wsgi.py", line' in stderr
     assert CRASH_MARKER not in stdout, "the traceback belongs on stderr, not in the access log"
 
     response = production.get("/_chaos/session")
@@ -352,7 +352,7 @@ def test_production_hides_errors_and_the_debugger_and_secures_the_session_cookie
             asset = served.get("/?__debugger__=yes&cmd=resource&f=debugger.js")
             assert b"Werkzeug" not in asset.body, f"{name}: the debugger's script is served"
             assert "javascript" not in asset.headers.get("content-type", ""), name
-            crash = served.get("/_chaos/crash")
+            crash = served.get("/_probe/crash")
             assert crash.status == 500, name
             assert b"__debugger__" not in crash.body and b"Traceback" not in crash.body, name
 
