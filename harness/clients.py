@@ -43,13 +43,12 @@ def _slow_connection(port: int, host: str) -> socket.socket:
 def hold_slow_clients(port: int, host: str, count: int, seconds: float) -> SlowClients:
     """Keep `count` slowloris connections open for `seconds`, one header line per connection
     every 2 s; replace those the server closes."""
-    interval = 2.0
     stats = SlowClients()
     started: dict[socket.socket, float | None] = {
         _slow_connection(port, host): time.monotonic() for _ in range(count)
     }
     end = time.monotonic() + seconds
-    next_line = time.monotonic() + interval
+    next_line = time.monotonic() + 2
     try:
         while (now := time.monotonic()) < end:
             readable, _, _ = select.select(list(started), [], [], min(0.25, end - now))
@@ -62,7 +61,7 @@ def hold_slow_clients(port: int, host: str, count: int, seconds: float) -> SlowC
                 with contextlib.suppress(OSError):
                     started[_slow_connection(port, host)] = None  # a replacement
             if time.monotonic() >= next_line:
-                next_line += interval
+                next_line += 2
                 for sock in list(started):
                     with contextlib.suppress(OSError):
                         sock.send(b"X-Slow: 1\r\n")
