@@ -73,7 +73,8 @@ class Load:
         for _ in range(self.per_client):
             if self._stop.is_set() or time.monotonic() > self._deadline:
                 return
-            started, status, error = time.time(), None, ""
+            started, error = time.time(), ""
+            status: int | None = None
             try:
                 status = http_get(self.port, self.path, self.headers, self.timeout).status
             except (OSError, http.client.HTTPException) as exc:
