@@ -13,8 +13,6 @@ from pathlib import Path
 from harness.waiting import eventually
 
 APPS = Path(__file__).resolve().parent / "apps"
-#: Raised by /_chaos/crash (apps/chaos_routes.py): a response that contains it leaked it.
-CRASH_MARKER = "chaos-secret-4f1d2c"
 
 
 def copy_with_apps(project: Path, destination: Path, *apps: str) -> Path:
@@ -26,12 +24,12 @@ def copy_with_apps(project: Path, destination: Path, *apps: str) -> Path:
 
 
 def chaos_copy(project: Path, destination: Path) -> Path:
-    """A copy that also serves chaos_wsgi:app, the project's app with the /_chaos routes."""
-    return copy_with_apps(project, destination, "chaos_routes.py", "chaos_wsgi.py")
+    """A copy that also serves chaos_wsgi:app, the same app as probe_wsgi:app."""
+    return copy_with_apps(project, destination, "probe_wsgi.py", "chaos_wsgi.py")
 
 
 def probe_copy(project: Path, destination: Path) -> Path:
-    """A copy that also serves probe_wsgi:app, the project's app with the /_probe routes."""
+    """A copy that also serves probe_wsgi:app, the project's app plus the test routes."""
     return copy_with_apps(project, destination, "probe_wsgi.py")
 
 

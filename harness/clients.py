@@ -11,13 +11,14 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from harness.http import LOOPBACK, http_get
+from harness.http import LOOPBACK
+from harness.load import Load
 
 
-def raw_request(port: int, data: bytes, *, whole: bool = False, timeout: float = 5) -> bytes:
+def raw_request(port: int, data: bytes, *, whole: bool = False) -> bytes:
     """Send raw `data` to 127.0.0.1:`port`; the answer's head as soon as it arrives, or with
     `whole` everything until the server closes. b"" when it closes without an answer."""
-    with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+    with socket.create_connection((LOOPBACK, port), timeout=5) as sock:
         sock.sendall(data)
         received = b""
         while (whole or b"\r\n\r\n" not in received) and (chunk := sock.recv(65536)):
@@ -39,17 +40,15 @@ def _slow_connection(port: int, host: str) -> socket.socket:
     return sock
 
 
-def hold_slow_clients(
-    port: int, host: str, count: int, seconds: float, interval: float = 2.0
-) -> SlowClients:
+def hold_slow_clients(port: int, host: str, count: int, seconds: float) -> SlowClients:
     """Keep `count` slowloris connections open for `seconds`, one header line per connection
-    every `interval` s; replace those the server closes."""
+    every 2 s; replace those the server closes."""
     stats = SlowClients()
     started: dict[socket.socket, float | None] = {
         _slow_connection(port, host): time.monotonic() for _ in range(count)
     }
     end = time.monotonic() + seconds
-    next_line = time.monotonic() + interval
+    next_line = time.monotonic() + 2
     try:
         while (now := time.monotonic()) < end:
             readable, _, _ = select.select(list(started), [], [], min(0.25, end - now))
@@ -62,7 +61,7 @@ def hold_slow_clients(
                 with contextlib.suppress(OSError):
                     started[_slow_connection(port, host)] = None  # a replacement
             if time.monotonic() >= next_line:
-                next_line += interval
+                next_line += 2
                 for sock in list(started):
                     with contextlib.suppress(OSError):
                         sock.send(b"X-Slow: 1\r\n")
@@ -74,8 +73,8 @@ def hold_slow_clients(
 
 @dataclass
 class Samples:
-    latencies: list[float] = field(default_factory=list)  # seconds, of the answered ones
-    failed: int = 0
+    latencies: list[float]  # seconds, of the answered ones
+    failed: int
 
     @property
     def total(self) -> int:
@@ -94,19 +93,10 @@ class Samples:
 def sample_requests(
     port: int, host: str, seconds: float, timeout: float = 2.0, pause: float = 0.05
 ) -> Samples:
-    """GET /healthz over fresh connections for `seconds` (at most 1000 requests); a request
-    counts as answered only with a 200 within `timeout`."""
-    samples = Samples()
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and samples.total < 1000:
-        began = time.monotonic()
-        try:
-            ok = http_get(port, "/healthz", {"Host": host}, timeout=timeout).status == 200
-        except OSError:  # refused, reset or timed out
-            ok = False
-        if ok:
-            samples.latencies.append(time.monotonic() - began)
-        else:
-            samples.failed += 1
-        time.sleep(pause)
-    return samples
+    """GET /healthz over fresh connections for `seconds` (at most 1000 requests) from one
+    client; a request counts as answered only with a 200 within `timeout`."""
+    with Load(
+        port, host=host, clients=1, seconds=seconds, per_client=1000, timeout=timeout, pause=pause
+    ) as load:
+        time.sleep(seconds)
+    return Samples([o.ended - o.started for o in load.outcomes if o.ok], len(load.failed))

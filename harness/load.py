@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from dataclasses import KW_ONLY, dataclass
 
-from harness.http import LOOPBACK
+from harness.http import http_get
 from harness.waiting import eventually
 
 
@@ -44,8 +44,7 @@ class Load:
 
     def __post_init__(self) -> None:
         self.headers = {"Connection": "close", **({"Host": self.host} if self.host else {})}
-        self._outcomes: list[Outcome] = []
-        self._lock = threading.Lock()
+        self.outcomes: list[Outcome] = []  # appended by the clients (list.append is atomic)
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._client, name=f"load-{i}", daemon=True)
@@ -61,7 +60,7 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def stop(self) -> Load:
+    def stop(self) -> None:
         """Let each client finish the request it is sending, then return."""
         self._stop.set()
         end = time.monotonic() + self.timeout + 5
@@ -69,31 +68,19 @@ class Load:
             thread.join(max(0.0, end - time.monotonic()))
         stuck = [t.name for t in self._threads if t.is_alive()]
         assert not stuck, f"load clients still running after stop: {stuck}"
-        return self
 
     def _client(self) -> None:
         for _ in range(self.per_client):
             if self._stop.is_set() or time.monotonic() > self._deadline:
                 return
-            conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=self.timeout)
-            started = time.time()
+            started, error = time.time(), ""
+            status: int | None = None
             try:
-                conn.request("GET", self.path, headers=self.headers)
-                response = conn.getresponse()
-                response.read()
-                outcome = Outcome(started, time.time(), response.status, "")
+                status = http_get(self.port, self.path, self.headers, self.timeout).status
             except (OSError, http.client.HTTPException) as exc:
-                outcome = Outcome(started, time.time(), None, type(exc).__name__)
-            finally:
-                conn.close()
-            with self._lock:
-                self._outcomes.append(outcome)
+                error = type(exc).__name__
+            self.outcomes.append(Outcome(started, time.time(), status, error))
             self._stop.wait(self.pause)
-
-    @property
-    def outcomes(self) -> list[Outcome]:
-        with self._lock:
-            return list(self._outcomes)
 
     @property
     def ok(self) -> int:

@@ -1,6 +1,3 @@
-"""The project's own app (its wsgi.py) with the /_chaos routes registered."""
+"""probe_wsgi.py's app, with its /_chaos routes, by the name tests/live/test_boot.py serves."""
 
-from chaos_routes import bp
-from wsgi import app
-
-app.register_blueprint(bp)
+from probe_wsgi import app as app

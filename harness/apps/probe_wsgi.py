@@ -1,11 +1,14 @@
-"""The project's own app (its wsgi.py) plus /_probe routes for the template's tests."""
+"""The project's own app (its wsgi.py) plus /_probe routes for the template's tests, and /_chaos
+routes that misbehave on purpose (the resilience tests)."""
 
 import os
 import signal
 import time
+import uuid
+from pathlib import Path
 from typing import NoReturn
 
-from flask import current_app, request, url_for
+from flask import current_app, request, session, url_for
 from wsgi import app
 
 #: Raised by /_probe/crash; a response that contains it leaked the exception.
@@ -57,3 +60,20 @@ def die() -> NoReturn:
 def inline_style() -> str:
     """A page the Content-Security-Policy must block a part of."""
     return "<!doctype html><style>body { color: red; }</style><p>inline</p>"
+
+
+@app.get("/_chaos/sleep")
+def sleep() -> dict[str, object]:
+    # CHAOS_MARKS: a folder where each request leaves a file as it starts, so a
+    # test can wait until its requests are really in flight.
+    if os.environ.get("CHAOS_MARKS"):
+        Path(os.environ["CHAOS_MARKS"], uuid.uuid4().hex).touch()
+    seconds = float(request.args.get("s", "0.05"))
+    time.sleep(seconds)
+    return {"slept": seconds, "pid": os.getpid()}
+
+
+@app.get("/_chaos/session")
+def set_session() -> dict[str, object]:
+    session["seen"] = True
+    return {"pid": os.getpid()}

@@ -1,31 +1,63 @@
-"""Signals, kill -9, stuck requests and recycling under bounded load (harness/load.py), on a copy
-of the default project with the /_chaos routes, under real gunicorn, alone and behind its nginx.
-Assertions are counts, except the bounds a scenario names; each test records its figures.
+"""Resilience under bounded load (harness/load.py), on a copy of the default project with the
+test routes (harness/apps/probe_wsgi.py) under real gunicorn, alone and behind its nginx:
+signals, kill -9, stuck requests and recycling; and safe production settings: no debugger, no
+traceback for the client (it goes to stderr), secure session cookies, no default secret, and
+hostile HTTP input answered with 4xx without a worker dying. Assertions are counts, except the
+bounds a scenario names; each test records its figures.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.chaos import connections_held, wait_for_workers, worker_pids
+from harness.chaos import connections_held, probe_copy, wait_for_workers, worker_pids
+from harness.clients import raw_request
 from harness.figures import record
 from harness.load import Outcome
-from harness.serving import Served
+from harness.processes import wait_for_text
+from harness.serving import Served, serve
+from harness.venvs import production_env
 from harness.waiting import eventually
 
+# 2 workers whatever the machine's CPUs; figures name what gunicorn resolved (Served.label).
+GTHREAD = {"WEB_CONCURRENCY": "2"}
+SYNC = {"WEB_CONCURRENCY": "2", "GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"}
+# Each stack: behind the project's nginx config on a unix socket (as deployed on a host) or
+# alone on a loopback port, and its workers.
+STACKS = {"gthread": (False, GTHREAD), "sync": (False, SYNC), "nginx": (True, GTHREAD)}
 # No access log, and no recycling unless asked: worker PIDs change only by what the test does.
 QUIET = {"GUNICORN_ACCESS_LOG": "", "GUNICORN_MAX_REQUESTS": "0"}
 
 Chaos = Callable[..., AbstractContextManager[Served]]
+
+
+@pytest.fixture(scope="module")
+def chaos(default_project: Path, venv_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Chaos:
+    """`chaos(stack, **settings)` serves the copy with production settings plus `settings`."""
+    project = probe_copy(default_project, tmp_path_factory.mktemp("chaos") / "project")
+
+    def start(
+        stack: str = "gthread", split_stderr: bool = False, **settings: str
+    ) -> AbstractContextManager[Served]:
+        nginx, workers = STACKS[stack]
+        env = production_env(venv_bin, **workers | settings)
+        logs, app = tmp_path_factory.mktemp("logs"), "probe_wsgi:app"
+        return serve(project, logs, env, app=app, behind_nginx=nginx, split_stderr=split_stderr)
+
+    return start
 
 
 def sighup(served: Served) -> None:
@@ -230,7 +262,7 @@ def test_a_stuck_request_gets_its_worker_replaced_and_a_bare_500(chaos: Chaos, s
     # The client gets gunicorn's bare 500 page, the log gets where it was stuck.
     assert not isinstance(answer, str), f"no answer: {answer}"
     assert answer.status == 500 and b"Traceback" not in answer.body, answer
-    assert 'chaos_routes.py", line' in log and "time.sleep(seconds)" in log, log
+    assert 'probe_wsgi.py", line' in log and "time.sleep(seconds)" in log, log
     # One worker only: the 500 stops nginx from sending the request to the next.
     assert restarts == 1, log
 
@@ -258,3 +290,167 @@ def test_max_requests_recycles_workers_without_failing_a_request(chaos: Chaos) -
     )
     assert restarts >= recycles, "each one restarted for max_requests"
     assert not load.failed, load.summary()
+
+
+CRASH_MARKER = "probe-secret-7c1e"  # harness/apps/probe_wsgi.py's
+# What must never reach a client: the exception, its message, the code.
+LEAKS = [CRASH_MARKER, "hunter2", "Traceback", "RuntimeError", "probe_wsgi", 'File "']
+
+
+@pytest.fixture(scope="module")
+def production(chaos: Chaos) -> Iterator[Served]:
+    """Production as shipped (the generated defaults and a secret), stdout (the access log) and
+    stderr (the error log) in separate files."""
+    with chaos(split_stderr=True) as served:
+        yield served
+
+
+def test_production_hides_errors_and_the_debugger_and_secures_the_session_cookie(
+    chaos: Chaos, production: Served
+) -> None:
+    response = production.get("/_probe/crash")
+    assert response.status == 500
+    assert b"Internal Server Error" in response.body
+    leaked = [leak for leak in LEAKS if leak.encode() in response.body]
+    assert production.process.stderr is not None
+    stderr = wait_for_text(production.process.stderr, CRASH_MARKER)
+    stdout = wait_for_text(production.process.log, re.escape('"GET /_probe/crash HTTP/1.1" 500'))
+    record(
+        "20-error-500",
+        "an exception in a view, production settings",
+        production.label,
+        f"HTTP 500, generic page ({len(response.body)} bytes), {len(leaked)} leaks; "
+        "traceback on stderr, access line on stdout",
+        "no traceback or message to the client; traceback on stderr",
+    )
+    assert not leaked, response.body
+    # Flask logs the exception through wsgi.errors, which gunicorn's errorlog "-" sends to stderr.
+    assert "Exception on /_probe/crash [GET]" in stderr
+    assert "Traceback (most recent call last)" in stderr and 'probe_wsgi.py", line' in stderr
+    assert CRASH_MARKER not in stdout, "the traceback belongs on stderr, not in the access log"
+
+    response = production.get("/_chaos/session")
+    assert response.status == 200
+    cookie = SimpleCookie(response.headers["set-cookie"])["session"]
+    flags = f"Secure={cookie['secure']}, HttpOnly={cookie['httponly']}, "
+    flags += f"SameSite={cookie['samesite']}"
+    record(
+        "21-session-cookie",
+        "the session cookie, production settings",
+        production.label,
+        flags,
+        "Secure, HttpOnly, SameSite=Lax",
+    )
+    assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Lax", flags
+
+    # No debugger, not even with a stray FLASK_DEBUG: it only configures Flask; the debugger
+    # needs `flask run` or app.run(), which a server like gunicorn never calls.
+    with chaos(WEB_CONCURRENCY="1", FLASK_DEBUG="1") as debug:
+        for name, served in {"shipped": production, "FLASK_DEBUG=1": debug}.items():
+            assert served.get("/console").status == 404, name
+            # The debugger serves its own files on any URL with these arguments.
+            asset = served.get("/?__debugger__=yes&cmd=resource&f=debugger.js")
+            assert b"Werkzeug" not in asset.body, f"{name}: the debugger's script is served"
+            assert "javascript" not in asset.headers.get("content-type", ""), name
+            crash = served.get("/_probe/crash")
+            assert crash.status == 500, name
+            assert b"__debugger__" not in crash.body and b"Traceback" not in crash.body, name
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"FLASK_SECRET_KEY": ""}, {"FLASK_DEBUG": "0"}, {"FLASK_DEBUG": "false"}],
+    ids=["unset", "empty", "debug-0", "debug-false"],
+)
+def test_production_has_no_default_secret_key(
+    default_project: Path, run_env: Callable[..., dict[str, str]], settings: dict[str, str]
+) -> None:
+    check = (
+        "from demo_shop import config, create_app\n"
+        "assert 'SECRET_KEY' not in config.DEFAULTS, 'a default secret'\n"
+        "app = create_app()\n"
+        "print('STARTED with', repr(app.config['SECRET_KEY']))\n"
+    )
+    result = subprocess.run(
+        ["python", "-c", check],
+        cwd=default_project,
+        env=run_env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "STARTED" not in result.stdout, result.stdout
+    assert result.returncode == 4, result.stderr  # the app's "failed to load" code
+    assert result.stderr.startswith("FLASK_SECRET_KEY"), result.stderr
+
+
+# Raw requests, each wrong in one way; {host} is the site's name.
+GET = b"GET / HTTP/1.1\r\nHost: {host}\r\n"
+POST = b"POST / HTTP/1.1\r\nHost: {host}\r\n"
+HOSTILE = {
+    "header of 10 KB": GET + b"X-Big: " + b"a" * 10_000 + b"\r\n\r\n",
+    # More than nginx's 32 kB of headers and gunicorn's limit_request_fields (a hundred or so
+    # are a normal request: they reach the app).
+    "9,000 headers": GET + b"".join(b"X-H%d: 1\r\n" % i for i in range(9000)) + b"\r\n",
+    "request line of 10 KB": b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: {host}\r\n\r\n",
+    "two Host headers": GET + b"Host: evil.example\r\n\r\n",
+    "Host with a control byte": b"GET / HTTP/1.1\r\nHost: ev\x01il.example\r\n\r\n",
+    "Host with a space": b"GET / HTTP/1.1\r\nHost: evil example\r\n\r\n",
+    "unknown Host": b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    "TLS on the HTTP port": bytes.fromhex("16030100a5010000a10303") + bytes(50) + b"\r\n\r\n",
+    "invalid method": b"G@T / HTTP/1.1\r\nHost: {host}\r\n\r\n",
+    "invalid version": b"GET / HTTP/1.1.1\r\nHost: {host}\r\n\r\n",
+    "NUL in a header": GET + b"X-A: a\x00b\r\n\r\n",
+    "Content-Length and chunked (smuggling)": POST
+    + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "two Content-Lengths": POST + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    "invalid chunk size": POST + b"Transfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n",
+    "obsolete line folding": GET + b"X-A: a\r\n b\r\n\r\n",
+    "path traversal": b"GET /static/../../etc/passwd HTTP/1.1\r\nHost: {host}\r\n\r\n",
+}
+CLOSED = 0  # the connection closed without an answer (nginx's 444)
+
+
+def status_of(port: int, request: bytes, host: str) -> int:
+    head = raw_request(port, request.replace(b"{host}", host.encode()))
+    return int(head.split()[1]) if head else CLOSED
+
+
+@pytest.mark.parametrize("behind_nginx", [False, True], ids=["gunicorn-alone", "nginx"])
+def test_hostile_input_gets_4xx_and_kills_no_worker(
+    chaos: Chaos, production: Served, behind_nginx: bool
+) -> None:
+    # Without nginx, Host names are for the app to check: Flask's TRUSTED_HOSTS refuses the
+    # others with a 400. nginx drops requests for other host names without an answer (444).
+    trusted = {} if behind_nginx else {"FLASK_TRUSTED_HOSTS": '["example.com"]'}
+    with chaos("nginx" if behind_nginx else "gthread", **trusted) as served:
+        host = served.host or "example.com"
+        before = served.workers(2)
+        statuses = {name: status_of(served.port, raw, host) for name, raw in HOSTILE.items()}
+        assert served.get("/healthz", {"Host": host}).status == 200
+        assert worker_pids(served.pid) == before, "a worker died or was replaced"
+        log = served.output()
+        assert "Traceback" not in log and "exited with code" not in log, log
+    dropped = {name for name, code in statuses.items() if code == CLOSED}
+    not_4xx = {n: c for n, c in statuses.items() if not 400 <= c < 500 and n not in dropped}
+    counts = Counter(statuses.values())
+    summary = ", ".join(f"{c or 'closed'}×{counts[c]}" for c in sorted(counts, reverse=True))
+    label, figure = served.label, " (closed: 444, unknown names); 0 workers died"
+    if not behind_nginx:
+        # The shipped defaults (no TRUSTED_HOSTS): which Host names reach the app.
+        open_hosts = sum(
+            status_of(production.port, HOSTILE[name], "example.com") == 200
+            for name in ("Host with a space", "unknown Host")
+        )
+        label = f"{served.label} alone, FLASK_TRUSTED_HOSTS set"
+        figure = f"; 0 workers died. Without TRUSTED_HOSTS {open_hosts} bad Host cases "
+        figure += "reach the app"
+    record(
+        "31-hostile-nginx" if behind_nginx else "30-hostile-gunicorn",
+        f"{len(HOSTILE)} malformed or hostile requests (see test)",
+        label,
+        summary + figure,
+        f"4xx{' or dropped (444)' if behind_nginx else ''} for every one, no worker dies",
+    )
+    assert dropped <= ({"unknown Host"} if behind_nginx else set()), dropped
+    assert not not_4xx, not_4xx
