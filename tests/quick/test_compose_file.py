@@ -4,14 +4,13 @@ podman-compose, and wired right (tests/container/test_compose.py runs them)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from harness.images import podman_compose
-from harness.tools import check_jsonschema
+from harness.tools import run_tool
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -20,23 +19,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-nginx": {"with_nginx": False, "database": "postgresql"},
     "granian": {"server": "granian"},
 }
-# The variables compose.yaml requires from .env (or the environment).
-COMPOSE_VARS = {"POSTGRES_PASSWORD": "p" * 32}
-
-
-def graceful_timeout(project: Path) -> int:
-    """The server's default time for requests in flight on SIGTERM."""
-    if (project / "run_granian.py").exists():
-        text = (project / "run_granian.py").read_text()
-        return int(re.search(r'"GRANIAN_WORKERS_KILL_TIMEOUT": "(\d+)"', text)[1])
-    text = (project / "gunicorn.conf.py").read_text()
-    return int(re.search(r'GUNICORN_GRACEFUL_TIMEOUT", (\d+)\)', text)[1])
-
-
-def seconds(duration: str) -> int:
-    value = re.fullmatch(r"(\d+)s", duration)
-    assert value, f"write durations in seconds, like 40s: {duration}"
-    return int(value[1])
+# The server's default time for requests in flight on SIGTERM: its file, and the setting.
+GRACEFUL = {
+    "gunicorn": ("gunicorn.conf.py", r'GUNICORN_GRACEFUL_TIMEOUT", (\d+)\)'),
+    "granian": ("run_granian.py", r'"GRANIAN_WORKERS_KILL_TIMEOUT": "(\d+)"'),
+}
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -44,21 +31,20 @@ def test_compose_matches_the_spec_and_is_wired(rendered: Any, name: str) -> None
     answers = VARIANTS[name]
     project = rendered(**answers)
     database = answers.get("database", "none")
+    server = answers.get("server", "gunicorn")
     with_nginx = answers.get("with_nginx", True)
     # The HTTPS override comes with nginx (tests/live/test_watch.py serves it).
     files = ["compose.yaml", *(["compose.https.yaml"] if with_nginx else [])]
-    result = check_jsonschema(project, "vendor.compose-spec", *files)
+    schema = ["--builtin-schema", "vendor.compose-spec", *files]
+    result = run_tool("check-jsonschema", *schema, cwd=project, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     # As compose sees it: YAML anchors and merge keys resolved.
     compose = yaml.safe_load((project / "compose.yaml").read_text())
     services = compose["services"]
     web = services["web"]
 
-    expected = {"web", "web-dev"}
-    expected |= {"nginx"} if with_nginx else set()
-    expected |= {"migrate"} if database != "none" else set()
-    expected |= {"db"} if database == "postgresql" else set()
-    assert set(services) == expected
+    optional = {"nginx": with_nginx, "migrate": database != "none", "db": database == "postgresql"}
+    assert set(services) == {"web", "web-dev"} | {name for name, on in optional.items() if on}
 
     # The app: settings from .env, production mode whatever .env says, a
     # health check, read-only, and time to finish requests when stopped.
@@ -67,7 +53,10 @@ def test_compose_matches_the_spec_and_is_wired(rendered: Any, name: str) -> None
     assert web["environment"]["FLASK_PROXY_HOPS"] == ("1" if with_nginx else "0")
     assert "/healthz" in " ".join(web["healthcheck"]["test"])
     assert web["read_only"] is True
-    assert seconds(web["stop_grace_period"]) > graceful_timeout(project)
+    grace = re.fullmatch(r"(\d+)s", web["stop_grace_period"])
+    assert grace, f"write durations in seconds, like 40s: {web['stop_grace_period']}"
+    server_file, setting = GRACEFUL[server]
+    assert int(grace[1]) > int(re.search(setting, (project / server_file).read_text())[1])
     assert "command" not in web, "the image's CMD (gunicorn) runs the app"
 
     # Every published port defaults to loopback.
@@ -113,7 +102,7 @@ def test_compose_matches_the_spec_and_is_wired(rendered: Any, name: str) -> None
     dev = services["web-dev"]
     assert dev["profiles"] == ["dev"]
     assert ".:/app" in dev["volumes"]
-    if answers.get("server") == "granian":
+    if server == "granian":
         assert dev["command"][:2] == ["flask", "run"], "the development server reloads"
     else:
         assert dev["environment"]["GUNICORN_RELOAD"] == "1"
@@ -122,9 +111,8 @@ def test_compose_matches_the_spec_and_is_wired(rendered: Any, name: str) -> None
 
 
 def test_podman_compose_reads_every_variant(podman: dict[str, str], rendered: Any) -> None:
+    env = {**podman, "POSTGRES_PASSWORD": "p" * 32}  # compose.yaml requires it from .env
     for answers in VARIANTS.values():
-        result = podman_compose(
-            {**podman, **COMPOSE_VARS}, rendered(**answers), "config", timeout=60
-        )
+        result = podman_compose(env, rendered(**answers), "config", timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
         assert yaml.safe_load(result.stdout)["services"]["web"]["image"]

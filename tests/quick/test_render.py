@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 import yaml
 
@@ -45,20 +46,24 @@ SUPPORTED_COMBINATIONS: list[dict[str, Any]] = [
 ]
 # fmt: on
 
-# The answer that must switch these files on.
+# The files each condition on the answers (Jinja, as in the template's file names) switches on.
 CONDITIONAL_FILES = {
-    name: switch
-    for switch, names in {
+    name: condition
+    for condition, names in {
         "with_docker": "Dockerfile .dockerignore compose.yaml",
         "with_procfile": "Procfile",
         "with_nginx": "deploy/nginx/demo-shop.conf deploy/nginx/include/site.conf "
         "deploy/nginx/main-context.conf deploy/systemd/demo-shop.service",
+        "with_nginx and with_docker": "deploy/nginx/nginx.conf",
         "with_k8s": "deploy/k8s/deployment.yaml",
+        "ci == 'github'": ".github/workflows/ci.yml",
+        "server == 'gunicorn'": "gunicorn.conf.py",
+        "server == 'granian'": "run_granian.py",
+        "database != 'none'": "demo_shop/db.py demo_shop/models.py demo_shop/items.py "
+        "migrations/env.py migrations/alembic.ini migrations/script.py.mako tests/test_items.py",
     }.items()
     for name in names.split()
 }
-DATABASE_FILES = """demo_shop/db.py demo_shop/models.py demo_shop/items.py migrations/env.py
-    migrations/alembic.ini migrations/script.py.mako tests/test_items.py""".split()
 ALWAYS = """.copier-answers.yml .env .env.example .gitignore README.md pyproject.toml
     requirements.txt uv.lock .python-version .pre-commit-config.yaml .editorconfig wsgi.py
     demo_shop/__init__.py demo_shop/config.py demo_shop/health.py demo_shop/views.py
@@ -71,19 +76,6 @@ DEBUGGER = ("DebuggedApplication", "use_debugger", "debug=True", "use_evalex")
 def combo_id(combo: dict[str, Any]) -> str:
     on = [k.removeprefix("with_") for k in (*SWITCHES, "with_k8s") if combo[k]]
     return "+".join(on or ["bare"]) + f"-ci:{combo['ci']}-db:{combo['database']}-{combo['server']}"
-
-
-def calls_app_run(path: Path) -> bool:
-    """Whether the code (not its comments) calls `app.run(` (or `application.run(`), the
-    way the development server is started."""
-    return any(
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "run"
-        and isinstance(node.func.value, ast.Name)
-        and node.func.value.id in {"app", "application"}
-        for node in ast.walk(ast.parse(path.read_text()))
-    )
 
 
 def assert_ruff_clean(project: Path) -> None:
@@ -101,20 +93,6 @@ def combination(request: pytest.FixtureRequest, rendered: Any) -> tuple[dict[str
 SERVER_FILES = {"compose.yaml", "Dockerfile", "Procfile", "wsgi.py", ".env.example"}
 
 
-def other_server_mentions(project: Path, server: str) -> list[str]:
-    """Lines of the deployment files that name the server the project does not run."""
-    other = "gunicorn" if server == "granian" else "granian"
-    return [
-        f"{rel}:{number}: {line.strip()}"
-        for rel in project_files(project)
-        if rel.parts[0] == "deploy"
-        or str(rel) in SERVER_FILES
-        or (len(rel.parts) == 2 and rel.name == "config.py")  # <package>/config.py
-        for number, line in enumerate((project / rel).read_text().splitlines(), 1)
-        if other in line.lower()
-    ]
-
-
 def test_combination_renders_clean(combination: tuple[dict[str, Any], Path]) -> None:
     """The files each answer asks for and no others; no Jinja left; no debugger;
     lint-clean; read as hand-written; a learner reading a granian project's
@@ -124,30 +102,26 @@ def test_combination_renders_clean(combination: tuple[dict[str, Any], Path]) -> 
 
     for name in ALWAYS:
         assert name in files, f"{name} missing"
-    for name, switch in CONDITIONAL_FILES.items():
-        assert (name in files) == combo[switch], f"{name} with {switch}={combo[switch]}"
-    assert (".github/workflows/ci.yml" in files) == (combo["ci"] == "github")
-    container_nginx = "deploy/nginx/nginx.conf" in files
-    assert container_nginx == (combo["with_nginx"] and combo["with_docker"])
-    assert ("gunicorn.conf.py" in files) == (combo["server"] == "gunicorn")
-    assert ("run_granian.py" in files) == (combo["server"] == "granian")
-    with_db = combo["database"] != "none"
-    for name in DATABASE_FILES:
-        assert (name in files) == with_db, f"{name} with database={combo['database']}"
+    for name, condition in CONDITIONAL_FILES.items():
+        on = jinja2.Environment(autoescape=True).compile_expression(condition)(**combo)
+        assert (name in files) == on, f"{name}: {condition}"
     procfile = (project / "Procfile").read_text() if combo["with_procfile"] else ""
-    assert ("release: flask db upgrade" in procfile) == (with_db and combo["with_procfile"])
+    release = combo["database"] != "none" and combo["with_procfile"]
+    assert ("release: flask db upgrade" in procfile) == release
 
     assert jinja_leftovers(project, "demo_shop") == []
-    calls = [f for f in files if f.endswith(".py") and calls_app_run(project / f)]
-    assert calls == [], "the development server must never be started from code"
-    debugger = [
-        f"{f}: {needle}"
-        for f in files
-        if f.endswith(".py")
-        for needle in DEBUGGER
-        if needle in (project / f).read_text()
-    ]
-    assert debugger == [], "nothing may wire up Werkzeug's debugger"
+    for name in (f for f in files if f.endswith(".py")):
+        code = (project / name).read_text()
+        assert not [n for n in DEBUGGER if n in code], f"{name} wires up Werkzeug's debugger"
+        # Its code (not its comments) never calls `app.run(` (or `application.run(`).
+        assert not any(
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "run"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in {"app", "application"}
+            for node in ast.walk(ast.parse(code))
+        ), f"{name} starts the development server"
 
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     # with_k8s is asked (and recorded) only with Docker.
@@ -158,7 +132,17 @@ def test_combination_renders_clean(combination: tuple[dict[str, Any], Path]) -> 
     # No line over 100 characters (URLs and fenced code aside), no trailing
     # whitespace, no doubled blank lines outside Python: no marks of Jinja.
     assert text_problems(project) == []
-    assert other_server_mentions(project, combo["server"]) == []
+    other = "gunicorn" if combo["server"] == "granian" else "granian"
+    mentions = [
+        f"{rel}:{number}: {line.strip()}"
+        for rel in project_files(project)
+        if rel.parts[0] == "deploy"
+        or str(rel) in SERVER_FILES
+        or (len(rel.parts) == 2 and rel.name == "config.py")  # <package>/config.py
+        for number, line in enumerate((project / rel).read_text().splitlines(), 1)
+        if other in line.lower()
+    ]
+    assert mentions == []
 
 
 def test_gunicorn_config_reads_at_a_glance(default_project: Path) -> None:
