@@ -1,4 +1,6 @@
-"""Every combination of the switches renders into a clean, lint-free project."""
+"""Every combination of the switches renders into a clean, lint-free project; so does each
+preset, with `copier copy --data-file` as the README says, its answers recorded and the files
+it promises there. (tests/live/test_presets.py boots them.)"""
 
 from __future__ import annotations
 
@@ -11,7 +13,17 @@ import jinja2
 import pytest
 import yaml
 
-from harness.render import SWITCHES, jinja_leftovers, project_files, render, text_problems
+from harness import REPO
+from harness.render import (
+    PRESETS,
+    RUNNING_PYTHON,
+    SWITCHES,
+    jinja_leftovers,
+    project_files,
+    render,
+    render_preset,
+    text_problems,
+)
 from harness.tools import run_tool
 
 # What runs, written out: every combination of the three switches and CI
@@ -201,3 +213,38 @@ def test_dotenv_holds_a_fresh_secret_for_development(default_project: Path, copi
         secrets.append(values["FLASK_SECRET_KEY"])
         assert ".env" in (project / ".gitignore").read_text().split()
     assert secrets[0] != secrets[1], "every project gets its own secret"
+
+
+# What each preset promises: (files present, files absent).
+COMMON = {"wsgi.py", "gunicorn.conf.py", "Procfile", ".github/workflows/ci.yml",
+          ".github/workflows/template-update.yml"}  # fmt: skip
+PROMISED = {
+    "course": (
+        COMMON | {"tests/test_views.py", ".github/scripts/update_from_template.py"},
+        {"Dockerfile", "compose.yaml", "deploy", "migrations"},
+    ),
+    "production": (
+        COMMON | {"Dockerfile", "compose.yaml", "deploy/nginx/include/site.conf",
+                  "deploy/k8s/deployment.yaml", "deploy/systemd", "migrations/env.py"},
+        set(),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_sets_questions_that_are_recorded_and_promised_files_lint_clean(
+    name: str, tmp_path: Path
+) -> None:
+    assert PRESETS == sorted(PROMISED), "a new preset needs its promises in PROMISED"
+    preset = yaml.safe_load((REPO / "presets" / f"{name}.yml").read_text())
+    questions = {k for k in yaml.safe_load((REPO / "copier.yml").read_text()) if k[0] != "_"}
+    assert set(preset) <= questions, f"{name}: {set(preset) - questions} are not questions"
+    # In a folder named after the preset.
+    rendered = render_preset(name, tmp_path / name)
+    answers = yaml.safe_load((rendered / ".copier-answers.yml").read_text())
+    assert {key: answers.get(key) for key in preset} == preset
+    assert answers["python_version"] == RUNNING_PYTHON, "--data wins over --data-file"
+    present, absent = PROMISED[name]
+    assert [name for name in sorted(present) if not (rendered / name).exists()] == []
+    assert [name for name in sorted(absent) if (rendered / name).exists()] == []
+    assert_ruff_clean(rendered)
