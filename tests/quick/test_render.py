@@ -96,20 +96,16 @@ def assert_ruff_clean(project: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module", params=SUPPORTED_COMBINATIONS, ids=combo_id)
-def combination(request: pytest.FixtureRequest, rendered: Any) -> tuple[dict[str, Any], Path]:
-    return request.param, rendered(**request.param)
-
-
 # Besides deploy/: the files that say how the app is started and configured.
 SERVER_FILES = {"compose.yaml", "Dockerfile", "Procfile", "wsgi.py", ".env.example"}
 
 
-def test_combination_renders_clean(combination: tuple[dict[str, Any], Path]) -> None:
+@pytest.mark.parametrize("combo", SUPPORTED_COMBINATIONS, ids=combo_id)
+def test_combination_renders_clean(rendered: Any, combo: dict[str, Any]) -> None:
     """The files each answer asks for and no others; no Jinja left; no debugger;
     lint-clean; read as hand-written; a learner reading a granian project's
     deployment files reads about granian, never gunicorn, and the other way round."""
-    combo, project = combination
+    project = rendered(**combo)
     files = {str(p) for p in project_files(project)}
 
     for name in ALWAYS:

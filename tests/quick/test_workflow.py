@@ -87,38 +87,34 @@ def test_update_workflow_asks_for_the_least_and_pushes_only_its_branch(rendered:
     workflow = yaml.safe_load(text)
     jobs = workflow["jobs"]
 
-    def steps(job: str) -> list[dict[str, Any]]:
-        return jobs[job]["steps"]
-
-    def run_text(job: str) -> str:
-        return "\n".join(step.get("run", "") for step in steps(job))
+    steps = {name: job["steps"] for name, job in jobs.items()}
+    run_text = {name: "\n".join(s.get("run", "") for s in job) for name, job in steps.items()}
 
     assert workflow["permissions"] == {}, "nothing by default"
     # The job that runs the template's code (copier update --trust) may only read...
     assert jobs["update"]["permissions"] == {"contents": "read"}
-    assert f"python {SCRIPT}" in run_text("update")
+    assert f"python {SCRIPT}" in run_text["update"]
     # ...and the one that writes runs nothing but git and gh.
     assert jobs["pull-request"]["permissions"] == {
         "contents": "write",  # push the update branch
         "pull-requests": "write",  # open the pull request
     }
-    writer = run_text("pull-request")
     for other in ("python", "copier", "pip", "uv "):
-        assert other not in writer, f"the job with a write token runs {other}"
-    actions = [s["uses"].split("@")[0] for s in steps("pull-request") if "uses" in s]
+        assert other not in run_text["pull-request"], f"the job with a write token runs {other}"
+    actions = [s["uses"].split("@")[0] for s in steps["pull-request"] if "uses" in s]
     assert actions == ["actions/checkout", "actions/download-artifact"]
     # No job leaves its token in .git/config for the code that runs after checkout.
     for job in jobs:
-        checkout = next(s for s in steps(job) if "checkout" in s.get("uses", ""))
+        checkout = next(s for s in steps[job] if "checkout" in s.get("uses", ""))
         assert checkout["with"]["persist-credentials"] is False
     # Scheduled, and by hand; never on push or pull_request (no untrusted input).
     assert set(workflow[True]) == {"schedule", "workflow_dispatch"}  # YAML 1.1: on == True
 
     # It never pushes the default branch...
-    lines = [line.strip() for job in jobs for line in run_text(job).splitlines()]
+    lines = [line.strip() for job in jobs for line in run_text[job].splitlines()]
     pushes = [line for line in lines if line.startswith("git push")]
     assert pushes == ['git push origin "refs/heads/$BRANCH:refs/heads/$BRANCH"'], pushes
-    push_step = next(s for s in steps("pull-request") if "git push" in s.get("run", ""))
+    push_step = next(s for s in steps["pull-request"] if "git push" in s.get("run", ""))
     assert push_step["env"]["BRANCH"] == "${{ needs.update.outputs.branch }}"
     # ...which the script only ever sets to a branch of its own.
     script = (rendered() / SCRIPT).read_text()
