@@ -20,7 +20,6 @@ from harness.render import RUNNING_PYTHON, jinja_leftovers, k8s_manifests
 from harness.tools import run_tool
 from harness.venvs import SECRET
 
-APP_UID = "10001"
 # Compose and hadolint read each variant's files.
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -40,21 +39,12 @@ def test_hadolint_finds_nothing_in_any_variant(rendered: Any) -> None:
     assert result.stdout.strip() == "", result.stdout
 
 
-def instructions(dockerfile: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) per line, continuation lines joined, no comments."""
-    joined = re.sub(r"\\\n(\s*#.*\n)*", " ", dockerfile)
-    result = []
-    for line in joined.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            result.append((keyword.upper(), rest.strip()))
-    return result
-
-
 def test_dockerfile_and_dockerignore_shape(default_project: Path) -> None:
     text = (default_project / "Dockerfile").read_text()
-    steps = instructions(text)
+    # (INSTRUCTION, arguments) per instruction: continuation lines joined, no comments.
+    lines = [line.strip() for line in re.sub(r"\\\n(\s*#.*\n)*", " ", text).splitlines()]
+    parts = [line.partition(" ") for line in lines if line and not line.startswith("#")]
+    steps = [(keyword.upper(), rest.strip()) for keyword, _, rest in parts]
     keywords = [k for k, _ in steps]
 
     # A slim base pinned to the project's Python, written out where Dependabot
@@ -81,9 +71,8 @@ def test_dockerfile_and_dockerignore_shape(default_project: Path) -> None:
     assert "tests" not in copied and ". ." not in copied
 
     # A numeric non-root user (runAsNonRoot can only check a number).
-    user = [r for k, r in steps if k == "USER"]
-    assert user == ["${APP_UID}:${APP_GID}"]
-    assert ("ARG", f"APP_UID={APP_UID}") in steps
+    assert [r for k, r in steps if k == "USER"] == ["${APP_UID}:${APP_GID}"]
+    assert ("ARG", "APP_UID=10001") in steps
     env = " ".join(r for k, r in steps if k == "ENV")
     assert "PYTHONDONTWRITEBYTECODE=1" in env and "PYTHONUNBUFFERED=1" in env
 
