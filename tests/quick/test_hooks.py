@@ -5,7 +5,6 @@ before it runs (tests/update/test_update.py runs it in a real update)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +16,7 @@ from packaging.version import Version
 from harness import REPO
 from harness.serving import answers
 from harness.template_versions import MOVE_MIGRATION, commit_all, conflict_files, git, snapshot
-
-spec = importlib.util.spec_from_file_location("move_path", REPO / "hooks/migrations/move_path.py")
-assert spec is not None and spec.loader is not None
-move_path = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(move_path)
+from hooks.migrations import move_path
 
 
 def test_migrations_point_at_real_scripts_and_paths(default_project: Path) -> None:

@@ -65,6 +65,8 @@ def test_workflows_and_dependabot_configs_are_valid(rendered: Any, tmp_path: Pat
         assert "uv sync --locked" in runs, variant
         cache = next(step for step in steps if step.get("uses", "").startswith("actions/cache@"))
         assert "hashFiles('uv.lock'" in cache["with"]["key"], variant
+        setup = next(step for step in steps if "setup-python" in step.get("uses", ""))
+        assert setup["with"]["python-version-file"] == ".python-version", variant
         # Every check the template's own tests run on the project runs in its CI too.
         joined = "\n".join(runs)
         for command in ("pre-commit run --all-files", "mypy", "pytest --cov", "uv export"):
