@@ -31,15 +31,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def test_hadolint_finds_nothing_in_any_variant(rendered: Any) -> None:
+def test_dockerfile_lints_clean_in_every_variant_and_dockerignore_shape(rendered: Any) -> None:
     dockerfiles = [str(rendered(**answers) / "Dockerfile") for answers in VARIANTS.values()]
     result = run_tool("hadolint", "--no-color", "--failure-threshold", "warning", *dockerfiles)
     assert result.returncode == 0, result.stdout + result.stderr
     # Not even info-level notes today; keep it that way.
     assert result.stdout.strip() == "", result.stdout
 
-
-def test_dockerfile_and_dockerignore_shape(default_project: Path) -> None:
+    default_project = rendered()
     text = (default_project / "Dockerfile").read_text()
     # (INSTRUCTION, arguments) per instruction: continuation lines joined, no comments.
     lines = [line.strip() for line in re.sub(r"\\\n(\s*#.*\n)*", " ", text).splitlines()]
@@ -203,25 +202,22 @@ def validate(*files: str, version: str | None = None) -> str:
     return result.stdout
 
 
-def test_manifests_only_when_asked_with_docker_and_the_readme_section(rendered: Any) -> None:
+@pytest.mark.parametrize("database", ["none", "sqlite", "postgresql"])
+def test_manifests_when_asked_with_docker_valid_and_agreeing_with_the_image_and_gunicorn(
+    rendered: Any, tmp_path: Path, database: str
+) -> None:
+    project = rendered(with_k8s=True, database=database)
     assert not (rendered() / "deploy/k8s").exists(), "with_k8s defaults to false"
     # with_k8s is only asked with a Dockerfile; forced on without one, it
     # still renders nothing (the manifests run the image).
     assert not (rendered(with_docker=False, with_k8s=True) / "deploy/k8s").exists()
     # deploy/ is shared with the nginx files: both land in the same folder.
-    both = rendered(with_k8s=True)
-    assert (both / "deploy/nginx/nginx.conf").exists() and (both / "deploy/k8s").is_dir()
-    readme = (both / "README.md").read_text()
+    assert (project / "deploy/nginx/nginx.conf").exists() and (project / "deploy/k8s").is_dir()
+    readme = (project / "README.md").read_text()
     section = readme.split("## Kubernetes", 1)[1].split("\n## ", 1)[0]
     assert "ingress" in section.lower() and "FLASK_PROXY_HOPS" in section
     assert "kubectl apply -k deploy/k8s" in section
 
-
-@pytest.mark.parametrize("database", ["none", "sqlite", "postgresql"])
-def test_manifests_match_the_schemas_and_agree_with_the_image_and_gunicorn(
-    rendered: Any, tmp_path: Path, database: str
-) -> None:
-    project = rendered(with_k8s=True, database=database)
     assert jinja_leftovers(project, "demo_shop") == []
     files = sorted(str(p) for p in (project / "deploy/k8s").glob("*.yaml"))
     files.remove(str(project / "deploy/k8s/kustomization.yaml"))
