@@ -27,7 +27,6 @@ from harness.render import (
     SWITCHES,
     jinja_leftovers,
     project_files,
-    render,
     render_preset,
     text_problems,
 )
@@ -202,9 +201,9 @@ def test_python_version_reaches_every_place_with_one_lock(rendered: Any) -> None
     assert len(locks) == 1
 
 
-def test_dotenv_holds_a_fresh_secret_for_development(default_project: Path, copie: Any) -> None:
+def test_dotenv_holds_a_fresh_secret_for_development(rendered: Any) -> None:
     secrets = []
-    for project in (default_project, render(copie)):
+    for project in (rendered(), rendered(database="sqlite")):
         dotenv = project / ".env"
         assert dotenv.stat().st_mode & 0o077 == 0, ".env must be private to its owner"
         values = dict(line.split("=", 1) for line in dotenv.read_text().splitlines() if "=" in line)
