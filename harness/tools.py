@@ -36,8 +36,3 @@ def run_tool(
     """The tool `name` (see require_tool) run with `args`, its output captured as text."""
     command = [require_tool(name), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **options)
-
-
-def check_jsonschema(cwd: Path, schema: str, *paths: str) -> subprocess.CompletedProcess[str]:
-    """check-jsonschema with one of its built-in schemas (offline) on `paths`."""
-    return run_tool("check-jsonschema", "--builtin-schema", schema, *paths, cwd=cwd, timeout=60)

@@ -129,31 +129,28 @@ def vulnerability_database_unreachable(result: subprocess.CompletedProcess[str])
     return None
 
 
-def completed(code: int, stdout: str = "", stderr: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.CompletedProcess(["pip-audit"], code, stdout, stderr)
-
-
 NOT_FOUND = json.dumps(
     {"dependencies": [{"name": "flask", "skip_reason": f"{NOT_ON_PYPI}: flask (3.1.2)"}]}
 )
 
 
 @pytest.mark.parametrize(
-    ("result", "recognised"),
+    ("code", "stdout", "stderr", "recognised"),
     [
-        (completed(1, stderr="Traceback ...\nrequests.exceptions.ConnectionError: (Caused by "
-                   "NameResolutionError(...))"), True),
-        (completed(0, stdout=NOT_FOUND), True),
-        (completed(1, stderr="Traceback ...\nKeyError: 'vulns'"), False),  # a crash
-        (completed(0, stdout="{not json"), False),  # a malformed report
-        (completed(0, stdout=json.dumps({"dependencies": [
+        (1, "", "Traceback ...\nrequests.exceptions.ConnectionError: (Caused by "
+         "NameResolutionError(...))", True),
+        (0, NOT_FOUND, "", True),
+        (1, "", "Traceback ...\nKeyError: 'vulns'", False),  # a crash
+        (0, "{not json", "", False),  # a malformed report
+        (0, json.dumps({"dependencies": [
             {"name": "flask", "skip_reason": f"{NOT_ON_PYPI}: flask"},
-            {"name": "six", "version": "1.17.0", "vulns": []}]})), False),  # a partial answer
-        (completed(1, stderr="ERROR: invalid requirement: 'flask=='"), False),  # bad pins
+            {"name": "six", "version": "1.17.0", "vulns": []}]}), "", False),  # a partial answer
+        (1, "", "ERROR: invalid requirement: 'flask=='", False),  # bad pins
     ],
     ids=["network", "json-api-absent", "crash", "malformed", "partial", "bad-pins"],
 )  # fmt: skip
 def test_pip_audit_skips_only_when_its_database_is_unreachable(
-    result: subprocess.CompletedProcess[str], recognised: bool
+    code: int, stdout: str, stderr: str, recognised: bool
 ) -> None:
+    result = subprocess.CompletedProcess(["pip-audit"], code, stdout, stderr)
     assert (vulnerability_database_unreachable(result) is not None) is recognised
