@@ -87,7 +87,7 @@ ALWAYS = """.copier-answers.yml .env .env.example .gitignore README.md pyproject
     requirements.txt uv.lock .python-version .pre-commit-config.yaml .editorconfig wsgi.py
     demo_shop/__init__.py demo_shop/config.py demo_shop/health.py demo_shop/views.py
     tests/conftest.py""".split()
-# Code that could switch on Werkzeug's debugger (tests/resilience/test_production_safety.py
+# Code that could switch on Werkzeug's debugger (tests/resilience/test_resilience.py
 # proves its absence on a running server).
 DEBUGGER = ("DebuggedApplication", "use_debugger", "debug=True", "use_evalex")
 
