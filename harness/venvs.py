@@ -34,20 +34,6 @@ API_TOKEN = "t" * 64
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
-def _key(project: Path) -> str:
-    """The lock without the project's own name (which varies from test to test)."""
-    pyproject = (project / "pyproject.toml").read_text()
-    name = re.search(r'^name = "(.+)"$', pyproject, flags=re.MULTILINE)[1]  # type: ignore[index]
-    lock = (project / "uv.lock").read_text()
-    lock = re.sub(rf'^name = "{re.escape(name)}"$', 'name = "PROJECT"', lock, flags=re.MULTILINE)
-    digest = hashlib.sha256()
-    digest.update(sys.version.encode())
-    digest.update(lock.encode())
-    digest.update(" ".join(EXTRA).encode())
-    digest.update(b"uv sync --compile-bytecode")  # how it was built
-    return digest.hexdigest()[:16]
-
-
 def uv_env(**extra: str) -> dict[str, str]:
     """Settings for running uv in tests: this interpreter, never a download
     (python-build-standalone comes from GitHub, unreachable here)."""
@@ -84,7 +70,14 @@ def run_project_tests(project: Path, env: dict[str, str]) -> subprocess.Complete
 
 def project_venv(project: Path) -> Path:
     """The bin/ folder of a virtualenv holding `project`'s locked packages and dev group."""
-    target = CACHE / "venvs" / _key(project)
+    # Keyed by the lock without the project's own name (which varies from test to test).
+    pyproject = (project / "pyproject.toml").read_text()
+    name = re.search(r'^name = "(.+)"$', pyproject, flags=re.MULTILINE)[1]  # type: ignore[index]
+    lock = (project / "uv.lock").read_text()
+    lock = re.sub(rf'^name = "{re.escape(name)}"$', 'name = "PROJECT"', lock, flags=re.MULTILINE)
+    built = "uv sync --compile-bytecode"  # how it was built
+    key = hashlib.sha256(f"{sys.version}{lock}{' '.join(EXTRA)}{built}".encode()).hexdigest()
+    target = CACHE / "venvs" / key[:16]
     bindir = target / "bin"
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f"{target.name}.lock", "w") as lock:

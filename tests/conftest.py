@@ -1,11 +1,5 @@
-"""Fixtures shared by the template's tests, and the tiers taken from the folders.
-
-A test's tier is the folder it sits in (TIERS, fastest first): `-m quick` runs
-tests/quick/, and a file never mixes tiers. Expensive things are made once per
-session: the default render and the virtualenv with its dependencies. Each
-pytest-xdist worker has its own session, so the venv itself is shared through a
-cache on disk (see harness/venvs.py).
-"""
+"""Fixtures made once per session (each pytest-xdist worker has its own: the venv is shared
+through a cache on disk, harness/venvs.py), and each test's tier: the folder it sits in."""
 
 from __future__ import annotations
 
@@ -57,11 +51,10 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its folder's tier (a test outside the tiers is an
-    error), and keep together what should not run side by side (`--dist
-    loadgroup`, as dev.py runs the suite): the resilience tests, whose timing
-    another one's load would disturb, on one worker; each container module on
-    one worker, so that its module fixtures build their images once."""
+    """Keep together what should not run side by side (`--dist loadgroup`, as dev.py
+    runs the suite): the resilience tests, whose timing another one's load would
+    disturb, on one worker; each container module on one worker, so that its module
+    fixtures build their images once."""
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
         if tier not in TIERS:
