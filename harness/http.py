@@ -71,7 +71,6 @@ def http_get(
     headers: Mapping[str, str] | None = None,
     timeout: float = 5,
 ) -> Response:
-    """One GET over a fresh connection (see http_request)."""
     return http_request(where, "GET", path, headers=headers, timeout=timeout)
 
 

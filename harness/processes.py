@@ -35,7 +35,6 @@ class Process:
         return self.log.read_text(errors="replace")
 
     def assert_alive(self) -> None:
-        """AssertionError with the log if the process has exited."""
         if self.popen.poll() is not None:
             raise AssertionError(f"exited with {self.popen.returncode}:\n{self.output()}")
 
@@ -56,7 +55,6 @@ class Process:
         return eventually(seen, timeout, what=f"{count} x {pattern!r} in {self.log.name}")
 
     def wait(self, timeout: float = 20) -> int:
-        """The exit code, once the process exits by itself within `timeout`."""
         return self.popen.wait(timeout)
 
 
@@ -68,7 +66,6 @@ def start(
     *,
     stderr: Path | None = None,
 ) -> Process:
-    """Start `command` in its own session, stdout (and stderr) into `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out, open(stderr or os.devnull, "wb") as err:
         popen = subprocess.Popen(
@@ -91,7 +88,6 @@ STOP_DEADLINE = 40
 
 
 def stop(process: Process, timeout: float = STOP_DEADLINE) -> int:
-    """SIGTERM to the process's own PID; SIGKILL its group if it overstays."""
     if process.popen.poll() is None:
         process.popen.send_signal(signal.SIGTERM)
         try:

@@ -41,20 +41,16 @@ JINJA_LEFTOVER = re.compile(r"(?<!\$)\{\{\s*[a-z_]+[^}]*\}\}|\{%-?\s*(if|for|end
 # Rendered text must read as if written by hand (see text_problems).
 MAX_LINE = 100
 URL = re.compile(r"https?://\S+")
-# Python keeps two blank lines around top-level definitions (PEP 8); Alembic's
-# script.py.mako is a Python file too.
-PYTHON_SUFFIXES = {".py", ".mako"}
 
 
 def render(copie: Any, **answers: Any) -> Path:
     """Render with BASE_ANSWERS + `answers`; fail with Copier's error if it did not work.
 
-    From a snapshot of the working tree made once per process (see
-    template_snapshot): Copier would otherwise clone the repository for every
-    render. So .copier-answers.yml records no _commit; the update tests, which
-    need one, render template releases (harness/template_versions.py).
+    From the working tree's snapshot (template_snapshot), so .copier-answers.yml
+    records no _commit; the update tests, which need one, render template
+    releases (harness/template_versions.py).
     """
-    result = copie.copy(extra_answers={**BASE_ANSWERS, **answers}, template_dir=_snapshot())
+    result = copie.copy(extra_answers={**BASE_ANSWERS, **answers}, template_dir=template_snapshot())
     assert result.exit_code == 0, result.exception
     assert result.project_dir is not None
     return Path(result.project_dir)
@@ -64,7 +60,7 @@ def render_preset(preset: str, destination: Path) -> Path:
     """The README's `copier copy --data-file presets/PRESET.yml`, from the command
     line as an instructor runs it (from the working tree's snapshot, see render),
     with this interpreter's Python (tests run the code)."""
-    template = _snapshot()
+    template = template_snapshot()
     result = subprocess.run(
         [
             *(sys.executable, "-m", "copier", "copy", "--trust", "--defaults"),
@@ -80,10 +76,15 @@ def render_preset(preset: str, destination: Path) -> Path:
     return destination
 
 
-def template_snapshot(destination: Path) -> Path:
+@functools.cache
+def template_snapshot(destination: Path | None = None) -> Path:
     """The template's working tree (what `vcs_ref="HEAD"` renders, local edits
     included) as a plain folder: Copier reads it in place, without the git
-    clone it makes of a repository on every run."""
+    clone it makes of a repository on every run. Without `destination`, one
+    temporary folder per process, removed at exit."""
+    if destination is None:
+        destination = Path(tempfile.mkdtemp(prefix="copier-flask-template-"))
+        atexit.register(shutil.rmtree, destination, ignore_errors=True)
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
@@ -97,13 +98,6 @@ def template_snapshot(destination: Path) -> Path:
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
     return destination
-
-
-@functools.cache
-def _snapshot() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="copier-flask-template-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return template_snapshot(folder)
 
 
 def project_files(project: Path) -> list[Path]:
@@ -149,7 +143,9 @@ def text_problems(project: Path) -> list[str]:
             if len(line) > MAX_LINE and not fenced and not only_a_url:
                 found.append(f"{where} {len(line)} characters")
             previous_blank = number > 1 and not lines[number - 2].strip()
-            if rel.suffix not in PYTHON_SUFFIXES and previous_blank and not line.strip():
+            # Python keeps two blank lines around top-level definitions (PEP 8); so does
+            # Alembic's script.py.mako.
+            if rel.suffix not in {".py", ".mako"} and previous_blank and not line.strip():
                 found.append(f"{where} a second blank line")
         if text.endswith("\n\n"):
             found.append(f"{rel}: blank lines at the end")

@@ -1,11 +1,5 @@
-"""`serve(project, ...)`: a rendered project under its own server, as one handle.
-
-The server is the one the project was rendered with (gunicorn with its
-gunicorn.conf.py, or run_granian.py), or any `command` that listens on `port`
-(honcho, waitress, `flask run`). Alone it listens on a free loopback port;
-`behind_nginx` puts it on a unix socket behind the project's own nginx config,
-made to run here (harness/nginx.py), the way a host deploys it. Every process
-is stopped by its PID when the `with` block ends.
+"""`serve(project, ...)`: a rendered project under its own server (maybe behind its own nginx,
+as a host deploys it), as one handle. Every process is stopped by its PID when the block ends.
 """
 
 from __future__ import annotations
@@ -30,7 +24,6 @@ from harness.waiting import eventually
 
 
 def answers(project: Path) -> dict[str, Any]:
-    """The project's recorded Copier answers."""
     return yaml.safe_load((project / ".copier-answers.yml").read_text())
 
 
@@ -147,19 +140,19 @@ def serve(
     debian_setup: str | None = None,
     container: bool = False,
 ) -> Iterator[Served]:
-    """Serve `project` until the block ends; logs go to `work`.
+    """Serve `project` with the server it was rendered with (gunicorn.conf.py or run_granian.py)
+    until the block ends; logs go to `work`.
 
-    `app` picks another WSGI app in the project's folder (a probe's), `command`
-    another server altogether; either way PORT and HOST tell it where to listen.
-    With `split_stderr`, stderr gets a file of its own (`served.process.stderr`).
-    Ready means `ready` answers (any status; behind nginx, a 200). `adjust_site`
-    may change the localized nginx files before nginx starts (the benchmark's
-    variants); with `debian_setup` (shell lines, maybe none) nginx runs under
-    Debian's own nginx.conf as those lines leave it (nginx.use_debian_main_conf);
-    with `container`, under the compose stack's deploy/nginx/nginx.conf instead.
+    `app` picks another WSGI app in the project's folder (a probe's), `command` another server
+    (honcho, waitress, `flask run`); alone, PORT and HOST tell it where to listen (`port`, or a
+    free one). `behind_nginx` puts it on a unix socket behind the project's own nginx config,
+    made to run here (harness/nginx.py). With `split_stderr`, stderr gets a file of its own
+    (`served.process.stderr`). Ready means `ready` answers (any status; behind nginx, a 200).
+    `adjust_site` may change the localized nginx files before nginx starts (the benchmark's
+    variants); with `debian_setup` (shell lines, maybe none) nginx runs under Debian's own
+    nginx.conf as those lines leave it; with `container`, under deploy/nginx/nginx.conf.
     """
     command = list(command or server_command(project, app))
-    work.mkdir(parents=True, exist_ok=True)
     with ExitStack() as cleanup:
         if behind_nginx:
             recorded = answers(project)
@@ -180,12 +173,8 @@ def serve(
                 nginx.use_debian_main_conf(site, slug, debian_setup)
             # The socket, in the variable whichever server the project runs reads;
             # gunicorn's access log is off by default behind nginx, and tests read it.
-            env = {
-                **env,
-                "GUNICORN_BIND": f"unix:{socket}",
-                "GRANIAN_UDS": str(socket),
-                "GUNICORN_ACCESS_LOG": env.get("GUNICORN_ACCESS_LOG", "-"),
-            }
+            env = {"GUNICORN_ACCESS_LOG": "-", **env, "GRANIAN_UDS": str(socket)}
+            env["GUNICORN_BIND"] = f"unix:{socket}"
             upstream: int | Path = socket
             cwd, port, host = site.root, site.port, recorded["domain"]
         else:

@@ -1,11 +1,9 @@
 """One virtualenv with a rendered project's dependencies, shared by every test.
 
-Rendered projects of one template version and variant ship the same uv.lock,
-so they can share a single environment: it is keyed by the lock and the
-interpreter, built once with `uv sync --locked` as the projects' README does
-(under a file lock, so pytest-xdist workers wait for each other instead of
-racing) and cached outside the clone so that reruns are instant. A lock that no
-longer matches its pyproject.toml, or no longer installs, fails here.
+Projects of one template version and variant ship the same uv.lock, so they share one
+environment, keyed by the lock and the interpreter, built once with `uv sync --locked` as the
+README does (under a file lock: pytest-xdist workers wait for each other) and cached outside
+the clone. A lock that no longer matches its pyproject.toml, or no longer installs, fails here.
 Projects are not installed into it; tests run them from their own folder.
 """
 
@@ -73,10 +71,10 @@ def project_venv(project: Path) -> Path:
     # Keyed by the lock without the project's own name (which varies from test to test).
     pyproject = (project / "pyproject.toml").read_text()
     name = re.search(r'^name = "(.+)"$', pyproject, flags=re.MULTILINE)[1]  # type: ignore[index]
-    lock = (project / "uv.lock").read_text()
-    lock = re.sub(rf'^name = "{re.escape(name)}"$', 'name = "PROJECT"', lock, flags=re.MULTILINE)
+    text = (project / "uv.lock").read_text()
+    text = re.sub(rf'^name = "{re.escape(name)}"$', 'name = "PROJECT"', text, flags=re.MULTILINE)
     built = "uv sync --compile-bytecode"  # how it was built
-    key = hashlib.sha256(f"{sys.version}{lock}{' '.join(EXTRA)}{built}".encode()).hexdigest()
+    key = hashlib.sha256(f"{sys.version}{text}{' '.join(EXTRA)}{built}".encode()).hexdigest()
     target = CACHE / "venvs" / key[:16]
     bindir = target / "bin"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -89,20 +87,18 @@ def project_venv(project: Path) -> Path:
         # Bytecode compiled once here, as pip does by default and the image
         # does: tests run with PYTHONDONTWRITEBYTECODE, and every worker would
         # otherwise compile Flask and its dependencies again at start.
-        _quiet([uv, "sync", "--locked", "--compile-bytecode"], project, env)
         python = str(bindir / "python")
-        _quiet(
-            [uv, "pip", "install", "--compile-bytecode", "--python", python, *EXTRA], project, env
-        )
+        for command in (
+            [uv, "sync", "--locked", "--compile-bytecode"],
+            [uv, "pip", "install", "--compile-bytecode", "--python", python, *EXTRA],
+        ):  # uv's output shown only when it fails
+            done = subprocess.run(
+                command, cwd=project, env=env, capture_output=True, text=True, timeout=600
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
         (target / ".complete").touch()
     return bindir
-
-
-def _quiet(command: list[str], cwd: Path, env: dict[str, str]) -> None:
-    """Run uv; show its output only when it fails."""
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
 
 
 def production_env(bindir: Path, **settings: str) -> dict[str, str]:

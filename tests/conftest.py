@@ -37,8 +37,7 @@ def venv_bin(default_project: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def run_env(venv_bin: Path) -> Callable[..., dict[str, str]]:
-    """`run_env(**settings)`: an environment for running a rendered project
-    with the shared venv (see harness/venvs.run_env)."""
+    """`run_env(**settings)`: harness/venvs.run_env with the shared venv."""
     return functools.partial(project_run_env, venv_bin)
 
 
