@@ -7,6 +7,7 @@ and stopped with pg_ctl, never through the packaged cluster or its service.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -88,8 +89,6 @@ def start_postgres() -> PostgresServer:
 
 
 def remove_postgres(server: PostgresServer) -> None:
-    try:
+    with contextlib.suppress(RuntimeError):  # already stopped by the test
         server.stop()
-    except RuntimeError:
-        pass  # already stopped by the test
     shutil.rmtree(server.root, ignore_errors=True)

@@ -83,8 +83,7 @@ TABLES = {
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The tables that tests recorded rows for, when they ran."""
-    stats = terminalreporter.stats
-    reports = [r for outcome in ("passed", "failed") for r in stats.get(outcome, [])]
+    reports = [r for o in ("passed", "failed") for r in terminalreporter.stats.get(o, [])]
     for name, title in TABLES.items():
         rows = recorded_rows(reports, name)
         if rows:
