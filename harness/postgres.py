@@ -29,9 +29,9 @@ class PostgresServer:
     bindir: Path
     root: Path  # owned by postgres: data/, the socket, the log
 
-    def url(self, database: str = "app") -> str:
+    def url(self) -> str:
         """A libpq URL over the unix socket (what DATABASE_URL holds)."""
-        return f"postgresql://postgres@/{database}?host={self.root}"
+        return f"postgresql://postgres@/app?host={self.root}"
 
     def _as_postgres(self, program: str, *args: str) -> str:
         """`program` from bindir, run as the postgres user; its output."""

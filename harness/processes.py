@@ -99,7 +99,7 @@ def stop(process: Process, timeout: float = STOP_DEADLINE) -> int:
     return process.popen.returncode
 
 
-def wait_for_text(path: Path, pattern: str, timeout: float = 5) -> str:
+def wait_for_text(path: Path, pattern: str) -> str:
     """The text of `path` once the regex `pattern` matches in it (a log that
     another process writes, such as nginx's access log)."""
 
@@ -107,4 +107,4 @@ def wait_for_text(path: Path, pattern: str, timeout: float = 5) -> str:
         text = path.read_text(errors="replace") if path.exists() else ""
         return text if re.search(pattern, text) else None
 
-    return eventually(matched, timeout, what=f"{pattern!r} in {path.name}")
+    return eventually(matched, 5, what=f"{pattern!r} in {path.name}")

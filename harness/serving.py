@@ -19,7 +19,7 @@ from harness import nginx
 from harness.chaos import wait_for_workers
 from harness.http import LOOPBACK, Response, free_port, http_get, http_request
 from harness.load import Load
-from harness.processes import STOP_DEADLINE, Process, start, stop
+from harness.processes import Process, start, stop
 from harness.waiting import eventually
 
 
@@ -88,9 +88,9 @@ class Served:
     def load(self, path: str = "/healthz", **kwargs: Any) -> Load:
         return Load(self.port, path, host=self.host, **kwargs)
 
-    def stop(self, timeout: float = STOP_DEADLINE) -> int:
+    def stop(self) -> int:
         """Stop the app server now (nginx stays until the block ends); its exit code."""
-        return stop(self.process, timeout)
+        return stop(self.process)
 
     @cached_property
     def label(self) -> str:
