@@ -38,10 +38,6 @@ SWITCHES = ("with_docker", "with_nginx", "with_procfile")
 # are GitHub Actions expressions, ${{ ... }}.)
 JINJA_LEFTOVER = re.compile(r"(?<!\$)\{\{\s*[a-z_]+[^}]*\}\}|\{%-?\s*(if|for|endif|endfor|raw)\b")
 
-# Rendered text must read as if written by hand (see text_problems).
-MAX_LINE = 100
-URL = re.compile(r"https?://\S+")
-
 
 def render(copie: Any, **answers: Any) -> Path:
     """Render with BASE_ANSWERS + `answers`; fail with Copier's error if it did not work.
@@ -119,10 +115,10 @@ def jinja_leftovers(project: Path, package: str) -> list[str]:
 
 
 def text_problems(project: Path) -> list[str]:
-    """`file:line: what` for every mark a template left in rendered text: a
-    line over MAX_LINE characters (unless it only holds a URL, or sits in a
-    fenced code block), trailing whitespace, a doubled blank line outside
-    Python, or blank lines at the end of a file."""
+    """`file:line: what` for every mark a template left in rendered text (it must read as
+    written by hand): a line over 100 characters (unless it only holds a URL, or sits in a
+    fenced code block), trailing whitespace, a doubled blank line outside Python, or blank
+    lines at the end of a file."""
     found = []
     for rel in project_files(project):
         if rel.name == "uv.lock":  # written by uv, not by hand (nor by Jinja)
@@ -139,8 +135,9 @@ def text_problems(project: Path) -> list[str]:
                 fenced = not fenced
             if line != line.rstrip():
                 found.append(f"{where} trailing whitespace")
-            only_a_url = URL.search(line) and not re.sub(r"[\s#<>()\[\]:*-]", "", URL.sub("", line))
-            if len(line) > MAX_LINE and not fenced and not only_a_url:
+            bare = re.sub(r"https?://\S+", "", line)
+            only_a_url = bare != line and not re.sub(r"[\s#<>()\[\]:*-]", "", bare)
+            if len(line) > 100 and not fenced and not only_a_url:
                 found.append(f"{where} {len(line)} characters")
             previous_blank = number > 1 and not lines[number - 2].strip()
             # Python keeps two blank lines around top-level definitions (PEP 8); so does

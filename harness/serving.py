@@ -94,9 +94,8 @@ class Served:
 
     @cached_property
     def label(self) -> str:
-        """What ran, e.g. "nginx → gunicorn gthread 2x32 (unix socket)", "gunicorn sync
-        w2", "granian w2 (run_granian.py)", or the command: a figure names the stack it
-        measured, with the settings gunicorn resolved (its --print-config)."""
+        """What ran, e.g. "nginx → gunicorn gthread 2x32 (unix socket)" (as gunicorn resolved
+        its settings), "granian w2 (run_granian.py)": a figure names the stack it measured."""
         if "run_granian.py" in self.command:
             server = f"granian w{self.env.get('WEB_CONCURRENCY') or '(cpus)'} (run_granian.py)"
         elif Path(self.command[0]).name != "gunicorn":
@@ -182,9 +181,8 @@ def serve(
             env = {**env, "PORT": str(port), "HOST": LOOPBACK}
             cwd, site, host, socket = project, None, None, None
         log = work / f"{Path(command[0]).name}-{port}.log"
-        process = start(
-            command, cwd, env, log, stderr=log.with_suffix(".err") if split_stderr else None
-        )
+        stderr = log.with_suffix(".err") if split_stderr else None
+        process = start(command, cwd, env, log, stderr=stderr)
         cleanup.callback(stop, process)
 
         def answering() -> Response | bool:
