@@ -41,8 +41,7 @@ class Process:
     def wait_for_log(
         self, pattern: str, count: int = 1, timeout: float = 20, *, regex: bool = False
     ) -> str:
-        """The log, once `pattern` appears in it `count` times (fails early if
-        the process exits first)."""
+        """The log, once `pattern` is in it `count` times; fails early if the process exits."""
 
         def seen() -> str | None:
             text = self.output()
@@ -100,8 +99,7 @@ def stop(process: Process, timeout: float = STOP_DEADLINE) -> int:
 
 
 def wait_for_text(path: Path, pattern: str) -> str:
-    """The text of `path` once the regex `pattern` matches in it (a log that
-    another process writes, such as nginx's access log)."""
+    """The text of `path` once the regex `pattern` matches in it (another process's log)."""
 
     def matched() -> str | None:
         text = path.read_text(errors="replace") if path.exists() else ""

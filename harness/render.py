@@ -53,9 +53,8 @@ def render(copie: Any, **answers: Any) -> Path:
 
 
 def render_preset(preset: str, destination: Path) -> Path:
-    """The README's `copier copy --data-file presets/PRESET.yml`, from the command
-    line as an instructor runs it (from the working tree's snapshot, see render),
-    with this interpreter's Python (tests run the code)."""
+    """The README's `copier copy --data-file presets/PRESET.yml`, as an instructor runs it
+    (from template_snapshot), with this interpreter's Python (tests run the code)."""
     template = template_snapshot()
     result = subprocess.run(
         [
@@ -74,10 +73,9 @@ def render_preset(preset: str, destination: Path) -> Path:
 
 @functools.cache
 def template_snapshot(destination: Path | None = None) -> Path:
-    """The template's working tree (what `vcs_ref="HEAD"` renders, local edits
-    included) as a plain folder: Copier reads it in place, without the git
-    clone it makes of a repository on every run. Without `destination`, one
-    temporary folder per process, removed at exit."""
+    """The working tree (what `vcs_ref="HEAD"` renders, local edits included) as a plain folder
+    that Copier reads in place, without the git clone it makes of a repository on every run;
+    by default one temporary folder per process, removed at exit."""
     if destination is None:
         destination = Path(tempfile.mkdtemp(prefix="copier-flask-template-"))
         atexit.register(shutil.rmtree, destination, ignore_errors=True)

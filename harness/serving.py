@@ -28,8 +28,7 @@ def answers(project: Path) -> dict[str, Any]:
 
 
 def server_command(project: Path, app: str | None = None) -> list[str]:
-    """How the project's README starts its production server, serving `app`
-    (default: wsgi:app)."""
+    """How the project's README starts its production server, serving `app` (or wsgi:app)."""
     if answers(project).get("server") == "granian":
         return ["python", "run_granian.py", *([app] if app else [])]
     return ["gunicorn", "-c", "gunicorn.conf.py", app or "wsgi:app"]

@@ -40,9 +40,8 @@ def uv_env(**extra: str) -> dict[str, str]:
 
 
 def run_env(bindir: Path, **extra: str) -> dict[str, str]:
-    """The environment for running a rendered project from the venv at `bindir`:
-    its bin/ first on PATH, and no FLASK_*/gunicorn settings inherited from the
-    caller, so each test states the settings it runs with."""
+    """The environment for running a project from the venv at `bindir`, with no FLASK_*
+    or gunicorn settings inherited from the caller: each test states the ones it runs with."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -102,15 +101,13 @@ def project_venv(project: Path) -> Path:
 
 
 def production_env(bindir: Path, **settings: str) -> dict[str, str]:
-    """run_env with production's one required setting, a long secret, and the
-    API's token (BEARER sends it), plus `settings`."""
+    """run_env with production's required secret, the API's token (BEARER sends it), `settings`."""
     return run_env(bindir, **({"FLASK_SECRET_KEY": SECRET, "API_TOKEN": API_TOKEN} | settings))
 
 
 def tool_venv(pin: str) -> Path:
-    """bin/ of a virtualenv of its own holding `pin` (e.g. "gixy==0.1.21"), built
-    once under the cache: an auditor's own pins never meet the project's. One
-    per pin, so that two versions of a tool can be used side by side."""
+    """bin/ of a virtualenv of its own holding `pin` (e.g. "gixy==0.1.21"), one per pin, built
+    once under the cache: an auditor's own pins never meet the project's."""
     target = CACHE / "tools" / pin.replace("==", "-")
     target.parent.mkdir(parents=True, exist_ok=True)
     marker = target / ".complete"

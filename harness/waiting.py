@@ -27,8 +27,7 @@ def eventually(
     last: object = None
     while True:
         try:
-            result = check()
-            if result:
+            if result := check():
                 return result
             last = result
         except OSError as exc:

@@ -66,8 +66,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Each run records its own figures: delete the last run's first (once,
-    in the controlling process, not in every pytest-xdist worker)."""
+    """Each run records its own figures: the last run's go first (once, not in every worker)."""
     if not hasattr(session.config, "workerinput"):
         figures.clear()
 
