@@ -64,7 +64,6 @@ class Served:
         headers: Mapping[str, str] | None = None,
         timeout: float = 5,
     ) -> Response:
-        """One request, with nginx's Host header when behind nginx."""
         host = {"Host": self.host} if self.host else {}
         return http_request(self.port, method, path, body, {**host, **(headers or {})}, timeout)
 
@@ -173,8 +172,7 @@ def serve(
             # gunicorn's access log is off by default behind nginx, and tests read it.
             env = {"GUNICORN_ACCESS_LOG": "-", **env, "GRANIAN_UDS": str(socket)}
             env["GUNICORN_BIND"] = f"unix:{socket}"
-            upstream: int | Path = socket
-            cwd, port, host = site.root, site.port, recorded["domain"]
+            cwd, port, host, upstream = site.root, site.port, recorded["domain"], socket
         else:
             port = upstream = port or free_port()
             env = {**env, "PORT": str(port), "HOST": LOOPBACK}

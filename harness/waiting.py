@@ -24,7 +24,6 @@ def eventually(
     and the last result or error.
     """
     end = time.monotonic() + timeout
-    last: object = None
     while True:
         try:
             if result := check():

@@ -50,10 +50,9 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep together what should not run side by side (`--dist loadgroup`, as dev.py
-    runs the suite): the resilience tests, whose timing another one's load would
-    disturb, on one worker; each container module on one worker, so that its module
-    fixtures build their images once."""
+    """Keep together what should not run side by side (`--dist loadgroup`, as dev.py runs the
+    suite): the resilience tests, whose timing another's load would disturb, on one worker;
+    each container module on one worker, so that its module fixtures build their images once."""
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
         if tier not in TIERS:
