@@ -71,25 +71,17 @@ def http_get(
     headers: Mapping[str, str] | None = None,
     timeout: float = 5,
 ) -> Response:
-    """One GET over a fresh connection (see http_request)."""
     return http_request(where, "GET", path, headers=headers, timeout=timeout)
 
 
-def https_get(
-    port: int,
-    path: str,
-    server_name: str,
-    cafile: Path,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 5,
-) -> Response:
+def https_get(port: int, path: str, server_name: str, cafile: Path) -> Response:
     """One GET over TLS to 127.0.0.1:`port`, with `server_name` as SNI and Host,
     the certificate checked against `cafile`."""
     context = ssl.create_default_context(cafile=str(cafile))
-    with socket.create_connection((LOOPBACK, port), timeout=timeout) as raw:
+    with socket.create_connection((LOOPBACK, port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname=server_name) as tls:
-            conn = http.client.HTTPConnection(server_name, timeout=timeout)
+            conn = http.client.HTTPConnection(server_name, timeout=5)
             conn.sock = tls  # http.client over the socket opened here
-            conn.request("GET", path, headers={"Host": server_name, **(headers or {})})
+            conn.request("GET", path, headers={"Host": server_name})
             resp = conn.getresponse()
             return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())

@@ -7,6 +7,7 @@ and stopped with pg_ctl, never through the packaged cluster or its service.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -28,56 +29,42 @@ class PostgresServer:
     bindir: Path
     root: Path  # owned by postgres: data/, the socket, the log
 
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "server.log"
-
-    def url(self, database: str = "app") -> str:
+    def url(self) -> str:
         """A libpq URL over the unix socket (what DATABASE_URL holds)."""
-        return f"postgresql://postgres@/{database}?host={self.root}"
+        return f"postgresql://postgres@/app?host={self.root}"
 
-    def _as_postgres(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def _as_postgres(self, program: str, *args: str) -> str:
+        """`program` from bindir, run as the postgres user; its output."""
         result = subprocess.run(
-            ["runuser", "-u", "postgres", "--", *args],
+            ["runuser", "-u", "postgres", "--", str(self.bindir / program), *args],
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=60,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed:\n{result.stdout}{result.stderr}")
-        return result
-
-    def init(self) -> None:
-        self._as_postgres(
-            str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
-            "--no-sync", "--encoding=UTF8",
-        )  # fmt: skip
+            raise RuntimeError(f"{program} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
 
     def start(self) -> None:
         # listen_addresses='' : unix socket only; fsync off: test data needs no durability.
         options = f"-k {self.root} -c listen_addresses='' -c fsync=off"
         self._as_postgres(
-            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-            "-o", options, "-w", "-t", "30", "start",
+            "pg_ctl", "-D", f"{self.root}/data", "-l", f"{self.root}/server.log", "-o", options,
+            "-w", "-t", "30", "start",
         )  # fmt: skip
 
     def stop(self) -> None:
         # fast: roll back open transactions and disconnect clients, like a crash
         # from the app's point of view, but leaves the data consistent.
         self._as_postgres(
-            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "30",
-            "stop",
-        )  # fmt: skip
+            "pg_ctl", "-D", f"{self.root}/data", "-m", "fast", "-w", "-t", "30", "stop"
+        )
 
     def psql(self, sql: str, database: str = "app") -> str:
         return self._as_postgres(
-            str(self.bindir / "psql"), "-h", str(self.root), "-U", "postgres", "-d", database,
-            "-At", "-v", "ON_ERROR_STOP=1", "-c", sql,
-        ).stdout  # fmt: skip
+            "psql", "-h", str(self.root), "-U", "postgres", "-d", database, "-At",
+            "-v", "ON_ERROR_STOP=1", "-c", sql,
+        )  # fmt: skip
 
 
 def start_postgres() -> PostgresServer:
@@ -92,15 +79,16 @@ def start_postgres() -> PostgresServer:
     shutil.chown(root, "postgres", "postgres")
     os.chmod(root, 0o700)
     server = PostgresServer(bindir, root)
-    server.init()
+    server._as_postgres(
+        "initdb", "-D", f"{root}/data", "-A", "trust", "-U", "postgres", "--no-sync",
+        "--encoding=UTF8",
+    )  # fmt: skip
     server.start()
     server.psql("CREATE DATABASE app", database="postgres")
     return server
 
 
 def remove_postgres(server: PostgresServer) -> None:
-    try:
+    with contextlib.suppress(RuntimeError):  # already stopped by the test
         server.stop()
-    except RuntimeError:
-        pass  # already stopped by the test
     shutil.rmtree(server.root, ignore_errors=True)

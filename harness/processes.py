@@ -35,15 +35,13 @@ class Process:
         return self.log.read_text(errors="replace")
 
     def assert_alive(self) -> None:
-        """AssertionError with the log if the process has exited."""
         if self.popen.poll() is not None:
             raise AssertionError(f"exited with {self.popen.returncode}:\n{self.output()}")
 
     def wait_for_log(
         self, pattern: str, count: int = 1, timeout: float = 20, *, regex: bool = False
     ) -> str:
-        """The log, once `pattern` appears in it `count` times (fails early if
-        the process exits first)."""
+        """The log, once `pattern` is in it `count` times; fails early if the process exits."""
 
         def seen() -> str | None:
             text = self.output()
@@ -56,7 +54,6 @@ class Process:
         return eventually(seen, timeout, what=f"{count} x {pattern!r} in {self.log.name}")
 
     def wait(self, timeout: float = 20) -> int:
-        """The exit code, once the process exits by itself within `timeout`."""
         return self.popen.wait(timeout)
 
 
@@ -68,7 +65,6 @@ def start(
     *,
     stderr: Path | None = None,
 ) -> Process:
-    """Start `command` in its own session, stdout (and stderr) into `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out, open(stderr or os.devnull, "wb") as err:
         popen = subprocess.Popen(
@@ -91,7 +87,6 @@ STOP_DEADLINE = 40
 
 
 def stop(process: Process, timeout: float = STOP_DEADLINE) -> int:
-    """SIGTERM to the process's own PID; SIGKILL its group if it overstays."""
     if process.popen.poll() is None:
         process.popen.send_signal(signal.SIGTERM)
         try:
@@ -103,12 +98,11 @@ def stop(process: Process, timeout: float = STOP_DEADLINE) -> int:
     return process.popen.returncode
 
 
-def wait_for_text(path: Path, pattern: str, timeout: float = 5) -> str:
-    """The text of `path` once the regex `pattern` matches in it (a log that
-    another process writes, such as nginx's access log)."""
+def wait_for_text(path: Path, pattern: str) -> str:
+    """The text of `path` once the regex `pattern` matches in it (another process's log)."""
 
     def matched() -> str | None:
         text = path.read_text(errors="replace") if path.exists() else ""
         return text if re.search(pattern, text) else None
 
-    return eventually(matched, timeout, what=f"{pattern!r} in {path.name}")
+    return eventually(matched, 5, what=f"{pattern!r} in {path.name}")

@@ -38,33 +38,24 @@ SWITCHES = ("with_docker", "with_nginx", "with_procfile")
 # are GitHub Actions expressions, ${{ ... }}.)
 JINJA_LEFTOVER = re.compile(r"(?<!\$)\{\{\s*[a-z_]+[^}]*\}\}|\{%-?\s*(if|for|endif|endfor|raw)\b")
 
-# Rendered text must read as if written by hand (see text_problems).
-MAX_LINE = 100
-URL = re.compile(r"https?://\S+")
-# Python keeps two blank lines around top-level definitions (PEP 8); Alembic's
-# script.py.mako is a Python file too.
-PYTHON_SUFFIXES = {".py", ".mako"}
-
 
 def render(copie: Any, **answers: Any) -> Path:
     """Render with BASE_ANSWERS + `answers`; fail with Copier's error if it did not work.
 
-    From a snapshot of the working tree made once per process (see
-    template_snapshot): Copier would otherwise clone the repository for every
-    render. So .copier-answers.yml records no _commit; the update tests, which
-    need one, render template releases (harness/template_versions.py).
+    From the working tree's snapshot (template_snapshot), so .copier-answers.yml
+    records no _commit; the update tests, which need one, render template
+    releases (harness/template_versions.py).
     """
-    result = copie.copy(extra_answers={**BASE_ANSWERS, **answers}, template_dir=_snapshot())
+    result = copie.copy(extra_answers={**BASE_ANSWERS, **answers}, template_dir=template_snapshot())
     assert result.exit_code == 0, result.exception
     assert result.project_dir is not None
     return Path(result.project_dir)
 
 
 def render_preset(preset: str, destination: Path) -> Path:
-    """The README's `copier copy --data-file presets/PRESET.yml`, from the command
-    line as an instructor runs it (from the working tree's snapshot, see render),
-    with this interpreter's Python (tests run the code)."""
-    template = _snapshot()
+    """The README's `copier copy --data-file presets/PRESET.yml`, as an instructor runs it
+    (from template_snapshot), with this interpreter's Python (tests run the code)."""
+    template = template_snapshot()
     result = subprocess.run(
         [
             *(sys.executable, "-m", "copier", "copy", "--trust", "--defaults"),
@@ -80,10 +71,14 @@ def render_preset(preset: str, destination: Path) -> Path:
     return destination
 
 
-def template_snapshot(destination: Path) -> Path:
-    """The template's working tree (what `vcs_ref="HEAD"` renders, local edits
-    included) as a plain folder: Copier reads it in place, without the git
-    clone it makes of a repository on every run."""
+@functools.cache
+def template_snapshot(destination: Path | None = None) -> Path:
+    """The working tree (what `vcs_ref="HEAD"` renders, local edits included) as a plain folder
+    that Copier reads in place, without the git clone it makes of a repository on every run;
+    by default one temporary folder per process, removed at exit."""
+    if destination is None:
+        destination = Path(tempfile.mkdtemp(prefix="copier-flask-template-"))
+        atexit.register(shutil.rmtree, destination, ignore_errors=True)
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
@@ -97,13 +92,6 @@ def template_snapshot(destination: Path) -> Path:
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
     return destination
-
-
-@functools.cache
-def _snapshot() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="copier-flask-template-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return template_snapshot(folder)
 
 
 def project_files(project: Path) -> list[Path]:
@@ -125,10 +113,10 @@ def jinja_leftovers(project: Path, package: str) -> list[str]:
 
 
 def text_problems(project: Path) -> list[str]:
-    """`file:line: what` for every mark a template left in rendered text: a
-    line over MAX_LINE characters (unless it only holds a URL, or sits in a
-    fenced code block), trailing whitespace, a doubled blank line outside
-    Python, or blank lines at the end of a file."""
+    """`file:line: what` for every mark a template left in rendered text (it must read as
+    written by hand): a line over 100 characters (unless it only holds a URL, or sits in a
+    fenced code block), trailing whitespace, a doubled blank line outside Python, or blank
+    lines at the end of a file."""
     found = []
     for rel in project_files(project):
         if rel.name == "uv.lock":  # written by uv, not by hand (nor by Jinja)
@@ -145,11 +133,14 @@ def text_problems(project: Path) -> list[str]:
                 fenced = not fenced
             if line != line.rstrip():
                 found.append(f"{where} trailing whitespace")
-            only_a_url = URL.search(line) and not re.sub(r"[\s#<>()\[\]:*-]", "", URL.sub("", line))
-            if len(line) > MAX_LINE and not fenced and not only_a_url:
+            bare = re.sub(r"https?://\S+", "", line)
+            only_a_url = bare != line and not re.sub(r"[\s#<>()\[\]:*-]", "", bare)
+            if len(line) > 100 and not fenced and not only_a_url:
                 found.append(f"{where} {len(line)} characters")
             previous_blank = number > 1 and not lines[number - 2].strip()
-            if rel.suffix not in PYTHON_SUFFIXES and previous_blank and not line.strip():
+            # Python keeps two blank lines around top-level definitions (PEP 8); so does
+            # Alembic's script.py.mako.
+            if rel.suffix not in {".py", ".mako"} and previous_blank and not line.strip():
                 found.append(f"{where} a second blank line")
         if text.endswith("\n\n"):
             found.append(f"{rel}: blank lines at the end")

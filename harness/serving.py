@@ -1,11 +1,5 @@
-"""`serve(project, ...)`: a rendered project under its own server, as one handle.
-
-The server is the one the project was rendered with (gunicorn with its
-gunicorn.conf.py, or run_granian.py), or any `command` that listens on `port`
-(honcho, waitress, `flask run`). Alone it listens on a free loopback port;
-`behind_nginx` puts it on a unix socket behind the project's own nginx config,
-made to run here (harness/nginx.py), the way a host deploys it. Every process
-is stopped by its PID when the `with` block ends.
+"""`serve(project, ...)`: a rendered project under its own server (maybe behind its own nginx,
+as a host deploys it), as one handle. Every process is stopped by its PID when the block ends.
 """
 
 from __future__ import annotations
@@ -25,24 +19,19 @@ from harness import nginx
 from harness.chaos import wait_for_workers
 from harness.http import LOOPBACK, Response, free_port, http_get, http_request
 from harness.load import Load
-from harness.processes import STOP_DEADLINE, Process, start, stop
+from harness.processes import Process, start, stop
 from harness.waiting import eventually
-
-GUNICORN = ["gunicorn", "-c", "gunicorn.conf.py"]
-GRANIAN = ["python", "run_granian.py"]
 
 
 def answers(project: Path) -> dict[str, Any]:
-    """The project's recorded Copier answers."""
     return yaml.safe_load((project / ".copier-answers.yml").read_text())
 
 
 def server_command(project: Path, app: str | None = None) -> list[str]:
-    """How the project's README starts its production server, serving `app`
-    (default: wsgi:app)."""
+    """How the project's README starts its production server, serving `app` (or wsgi:app)."""
     if answers(project).get("server") == "granian":
-        return [*GRANIAN, *([app] if app else [])]
-    return [*GUNICORN, app or "wsgi:app"]
+        return ["python", "run_granian.py", *([app] if app else [])]
+    return ["gunicorn", "-c", "gunicorn.conf.py", app or "wsgi:app"]
 
 
 @dataclass
@@ -75,7 +64,6 @@ class Served:
         headers: Mapping[str, str] | None = None,
         timeout: float = 5,
     ) -> Response:
-        """One request, with nginx's Host header when behind nginx."""
         host = {"Host": self.host} if self.host else {}
         return http_request(self.port, method, path, body, {**host, **(headers or {})}, timeout)
 
@@ -98,15 +86,37 @@ class Served:
     def load(self, path: str = "/healthz", **kwargs: Any) -> Load:
         return Load(self.port, path, host=self.host, **kwargs)
 
-    def stop(self, timeout: float = STOP_DEADLINE) -> int:
+    def stop(self) -> int:
         """Stop the app server now (nginx stays until the block ends); its exit code."""
-        return stop(self.process, timeout)
+        return stop(self.process)
 
     @cached_property
     def label(self) -> str:
-        """What ran, from the settings the server resolved, e.g. "nginx → gunicorn
-        gthread 2x32 (unix socket)": a figure names the stack it measured."""
-        server = describe_server(self.command, self.cwd, self.env)
+        """What ran, e.g. "nginx → gunicorn gthread 2x32 (unix socket)" (as gunicorn resolved
+        its settings), "granian w2 (run_granian.py)": a figure names the stack it measured."""
+        if "run_granian.py" in self.command:
+            server = f"granian w{self.env.get('WEB_CONCURRENCY') or '(cpus)'} (run_granian.py)"
+        elif Path(self.command[0]).name != "gunicorn":
+            server = " ".join(self.command)
+        else:
+            *options, app = self.command
+            printed = subprocess.run(
+                [*options, "--print-config", app],
+                cwd=self.cwd,
+                env=dict(self.env),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert printed.returncode == 0, printed.stdout + printed.stderr
+            pairs = (line.partition(" = ") for line in printed.stdout.splitlines())
+            settings = {name.strip(): value.strip() for name, sep, value in pairs if sep}
+            kind, workers, threads = (settings[k] for k in ("worker_class", "workers", "threads"))
+            # (gunicorn runs gthread when sync is asked for with threads > 1)
+            if kind == "gthread" or (kind == "sync" and int(threads) > 1):
+                server = f"gunicorn gthread {workers}x{threads}"
+            else:
+                server = f"gunicorn {kind} w{workers}"
         return f"nginx → {server} (unix socket)" if self.nginx else server
 
 
@@ -127,119 +137,56 @@ def serve(
     debian_setup: str | None = None,
     container: bool = False,
 ) -> Iterator[Served]:
-    """Serve `project` until the block ends; logs go to `work`.
+    """Serve `project` with the server it was rendered with (gunicorn.conf.py or run_granian.py)
+    until the block ends; logs go to `work`.
 
-    `app` picks another WSGI app in the project's folder (a probe's), `command`
-    another server altogether; either way PORT and HOST tell it where to listen.
-    With `split_stderr`, stderr gets a file of its own (`served.process.stderr`).
-    Ready means `ready` answers (any status). `adjust_site` may change the
-    localized nginx files before nginx starts (the benchmark's variants); with
-    `debian_setup` (shell lines, maybe none) nginx runs under Debian's own
-    nginx.conf as those lines leave it (nginx.use_debian_main_conf); with
-    `container`, under the compose stack's deploy/nginx/nginx.conf instead.
+    `app` picks another WSGI app in the project's folder (a probe's), `command` another server
+    (honcho, waitress, `flask run`); alone, PORT and HOST tell it where to listen (`port`, or a
+    free one). `behind_nginx` puts it on a unix socket behind the project's own nginx config,
+    made to run here (harness/nginx.py). With `split_stderr`, stderr gets a file of its own
+    (`served.process.stderr`). Ready means `ready` answers (any status; behind nginx, a 200).
+    `adjust_site` may change the localized nginx files before nginx starts (the benchmark's
+    variants); with `debian_setup` (shell lines, maybe none) nginx runs under Debian's own
+    nginx.conf as those lines leave it; with `container`, under deploy/nginx/nginx.conf.
     """
     command = list(command or server_command(project, app))
-    work.mkdir(parents=True, exist_ok=True)
     with ExitStack() as cleanup:
         if behind_nginx:
-            proxied = _behind_nginx(
-                project, work, env, command, timeout, adjust_site, debian_setup, container
+            recorded = answers(project)
+            socket = nginx.short_tempdir() / "app.sock"
+            cleanup.callback(shutil.rmtree, socket.parent, ignore_errors=True)
+            slug = recorded["project_slug"]
+            site = nginx.localize(
+                project,
+                work,
+                slug,
+                port=free_port(),
+                upstream=f"unix:{socket}",
+                container=container,
             )
-            yield cleanup.enter_context(proxied)
-            return
-        port = port or free_port()
-        env = {**env, "PORT": str(port), "HOST": LOOPBACK}
-        name = Path(command[0]).name
-        log, err = work / f"{name}-{port}.log", work / f"{name}-{port}.err"
-        process = start(command, project, env, log, stderr=err if split_stderr else None)
+            if adjust_site:
+                adjust_site(site)
+            if debian_setup is not None:
+                nginx.use_debian_main_conf(site, slug, debian_setup)
+            # The socket, in the variable whichever server the project runs reads;
+            # gunicorn's access log is off by default behind nginx, and tests read it.
+            env = {"GUNICORN_ACCESS_LOG": "-", **env, "GRANIAN_UDS": str(socket)}
+            env["GUNICORN_BIND"] = f"unix:{socket}"
+            cwd, port, host, upstream = site.root, site.port, recorded["domain"], socket
+        else:
+            port = upstream = port or free_port()
+            env = {**env, "PORT": str(port), "HOST": LOOPBACK}
+            cwd, site, host, socket = project, None, None, None
+        log = work / f"{Path(command[0]).name}-{port}.log"
+        stderr = log.with_suffix(".err") if split_stderr else None
+        process = start(command, cwd, env, log, stderr=stderr)
         cleanup.callback(stop, process)
 
-        def answers_http() -> Response:
+        def answering() -> Response | bool:
             process.assert_alive()
-            return http_get(port, ready, timeout=2)
+            response = http_get(upstream, ready, timeout=2)
+            return response.status == 200 if site else response
 
-        eventually(answers_http, timeout, what=f"{' '.join(command)} answering {ready}")
-        yield Served(process, port, command, project, env)
-
-
-@contextmanager
-def _behind_nginx(
-    project: Path,
-    work: Path,
-    env: Mapping[str, str],
-    command: list[str],
-    timeout: float,
-    adjust_site: Callable[[nginx.Site], None] | None,
-    debian_setup: str | None,
-    container: bool = False,
-) -> Iterator[Served]:
-    """The project's nginx config in front of its server on a unix socket."""
-    recorded = answers(project)
-    sockets = nginx.short_tempdir()
-    sock = sockets / "app.sock"
-    site = nginx.localize(
-        project,
-        work,
-        recorded["project_slug"],
-        port=free_port(),
-        upstream=f"unix:{sock}",
-        container=container,
-    )
-    if adjust_site:
-        adjust_site(site)
-    if debian_setup is not None:
-        nginx.use_debian_main_conf(site, recorded["project_slug"], debian_setup)
-    # The socket, in the variable whichever server the project runs reads;
-    # gunicorn's access log is off by default behind nginx, and tests read it.
-    env = {
-        **env,
-        "GUNICORN_BIND": f"unix:{sock}",
-        "GRANIAN_UDS": str(sock),
-        "GUNICORN_ACCESS_LOG": env.get("GUNICORN_ACCESS_LOG", "-"),
-    }
-    process = start(command, site.root, env, work / "server.log")
-    try:
-
-        def answers_on_socket() -> bool:
-            process.assert_alive()
-            return http_get(sock, "/healthz", timeout=2).status == 200
-
-        eventually(answers_on_socket, timeout, what=f"the server on {sock}")
-        with nginx.running_nginx(site, recorded["domain"]) as proxy:
-            yield Served(
-                process, site.port, command, site.root, env, recorded["domain"], proxy, site, sock
-            )
-    finally:
-        stop(process)
-        shutil.rmtree(sockets, ignore_errors=True)
-
-
-def gunicorn_settings(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
-    """Every setting as gunicorn resolves it for `command` (gunicorn's --print-config)."""
-    *options, app = command
-    result = subprocess.run(
-        [*options, "--print-config", app],
-        cwd=cwd,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    pairs = (line.partition(" = ") for line in result.stdout.splitlines())
-    return {name.strip(): value.strip() for name, sep, value in pairs if sep}
-
-
-def describe_server(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> str:
-    """ "gunicorn gthread 2x32", "gunicorn sync w2", "granian w2 (run_granian.py)",
-    or the command itself."""
-    if "run_granian.py" in command:
-        return f"granian w{env.get('WEB_CONCURRENCY') or '(cpus)'} (run_granian.py)"
-    if Path(command[0]).name != "gunicorn":
-        return " ".join(command)
-    settings = gunicorn_settings(command, cwd, env)
-    kind, workers = settings["worker_class"], settings["workers"]
-    if kind == "gthread" or (kind == "sync" and int(settings["threads"]) > 1):
-        # (gunicorn runs gthread when sync is asked for with threads > 1)
-        return f"gunicorn gthread {workers}x{settings['threads']}"
-    return f"gunicorn {kind} w{workers}"
+        eventually(answering, timeout, what=f"{' '.join(command)} answering {ready} on {upstream}")
+        proxy = cleanup.enter_context(nginx.running_nginx(site, host)) if site else None
+        yield Served(process, port, command, cwd, env, host, proxy, site, socket)

@@ -1,11 +1,9 @@
 """One virtualenv with a rendered project's dependencies, shared by every test.
 
-Rendered projects of one template version and variant ship the same uv.lock,
-so they can share a single environment: it is keyed by the lock and the
-interpreter, built once with `uv sync --locked` as the projects' README does
-(under a file lock, so pytest-xdist workers wait for each other instead of
-racing) and cached outside the clone so that reruns are instant. A lock that no
-longer matches its pyproject.toml, or no longer installs, fails here.
+Projects of one template version and variant ship the same uv.lock, so they share one
+environment, keyed by the lock and the interpreter, built once with `uv sync --locked` as the
+README does (under a file lock: pytest-xdist workers wait for each other) and cached outside
+the clone. A lock that no longer matches its pyproject.toml, or no longer installs, fails here.
 Projects are not installed into it; tests run them from their own folder.
 """
 
@@ -34,20 +32,6 @@ API_TOKEN = "t" * 64
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
-def _key(project: Path) -> str:
-    """The lock without the project's own name (which varies from test to test)."""
-    pyproject = (project / "pyproject.toml").read_text()
-    name = re.search(r'^name = "(.+)"$', pyproject, flags=re.MULTILINE)[1]  # type: ignore[index]
-    lock = (project / "uv.lock").read_text()
-    lock = re.sub(rf'^name = "{re.escape(name)}"$', 'name = "PROJECT"', lock, flags=re.MULTILINE)
-    digest = hashlib.sha256()
-    digest.update(sys.version.encode())
-    digest.update(lock.encode())
-    digest.update(" ".join(EXTRA).encode())
-    digest.update(b"uv sync --compile-bytecode")  # how it was built
-    return digest.hexdigest()[:16]
-
-
 def uv_env(**extra: str) -> dict[str, str]:
     """Settings for running uv in tests: this interpreter, never a download
     (python-build-standalone comes from GitHub, unreachable here)."""
@@ -56,9 +40,8 @@ def uv_env(**extra: str) -> dict[str, str]:
 
 
 def run_env(bindir: Path, **extra: str) -> dict[str, str]:
-    """The environment for running a rendered project from the venv at `bindir`:
-    its bin/ first on PATH, and no FLASK_*/gunicorn settings inherited from the
-    caller, so each test states the settings it runs with."""
+    """The environment for running a project from the venv at `bindir`, with no FLASK_*
+    or gunicorn settings inherited from the caller: each test states the ones it runs with."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -84,7 +67,14 @@ def run_project_tests(project: Path, env: dict[str, str]) -> subprocess.Complete
 
 def project_venv(project: Path) -> Path:
     """The bin/ folder of a virtualenv holding `project`'s locked packages and dev group."""
-    target = CACHE / "venvs" / _key(project)
+    # Keyed by the lock without the project's own name (which varies from test to test).
+    pyproject = (project / "pyproject.toml").read_text()
+    name = re.search(r'^name = "(.+)"$', pyproject, flags=re.MULTILINE)[1]  # type: ignore[index]
+    text = (project / "uv.lock").read_text()
+    text = re.sub(rf'^name = "{re.escape(name)}"$', 'name = "PROJECT"', text, flags=re.MULTILINE)
+    built = "uv sync --compile-bytecode"  # how it was built
+    key = hashlib.sha256(f"{sys.version}{text}{' '.join(EXTRA)}{built}".encode()).hexdigest()
+    target = CACHE / "venvs" / key[:16]
     bindir = target / "bin"
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f"{target.name}.lock", "w") as lock:
@@ -96,32 +86,28 @@ def project_venv(project: Path) -> Path:
         # Bytecode compiled once here, as pip does by default and the image
         # does: tests run with PYTHONDONTWRITEBYTECODE, and every worker would
         # otherwise compile Flask and its dependencies again at start.
-        _quiet([uv, "sync", "--locked", "--compile-bytecode"], project, env)
         python = str(bindir / "python")
-        _quiet(
-            [uv, "pip", "install", "--compile-bytecode", "--python", python, *EXTRA], project, env
-        )
+        for command in (
+            [uv, "sync", "--locked", "--compile-bytecode"],
+            [uv, "pip", "install", "--compile-bytecode", "--python", python, *EXTRA],
+        ):  # uv's output shown only when it fails
+            done = subprocess.run(
+                command, cwd=project, env=env, capture_output=True, text=True, timeout=600
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
         (target / ".complete").touch()
     return bindir
 
 
-def _quiet(command: list[str], cwd: Path, env: dict[str, str]) -> None:
-    """Run uv; show its output only when it fails."""
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
-
-
 def production_env(bindir: Path, **settings: str) -> dict[str, str]:
-    """run_env with production's one required setting, a long secret, and the
-    API's token (BEARER sends it), plus `settings`."""
+    """run_env with production's required secret, the API's token (BEARER sends it), `settings`."""
     return run_env(bindir, **({"FLASK_SECRET_KEY": SECRET, "API_TOKEN": API_TOKEN} | settings))
 
 
 def tool_venv(pin: str) -> Path:
-    """bin/ of a virtualenv of its own holding `pin` (e.g. "gixy==0.1.21"), built
-    once under the cache: an auditor's own pins never meet the project's. One
-    per pin, so that two versions of a tool can be used side by side."""
+    """bin/ of a virtualenv of its own holding `pin` (e.g. "gixy==0.1.21"), one per pin, built
+    once under the cache: an auditor's own pins never meet the project's."""
     target = CACHE / "tools" / pin.replace("==", "-")
     target.parent.mkdir(parents=True, exist_ok=True)
     marker = target / ".complete"

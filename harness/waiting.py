@@ -15,24 +15,21 @@ def eventually(
     *,
     what: str = "the condition",
     interval: float = 0.05,
-    ignoring: tuple[type[BaseException], ...] = (OSError,),
 ) -> T:
     """Call `check` until it returns something truthy, and return that.
 
-    An exception in `ignoring` (by default OSError: refused or reset while a
-    server starts) counts as "not yet"; any other one, an AssertionError from a
-    process found dead for instance, ends the wait at once. After `timeout`
-    seconds, AssertionError names `what` and the last result or error.
+    An OSError (refused or reset while a server starts) counts as "not yet"; any
+    other exception, an AssertionError from a process found dead for instance,
+    ends the wait at once. After `timeout` seconds, AssertionError names `what`
+    and the last result or error.
     """
     end = time.monotonic() + timeout
-    last: object = None
     while True:
         try:
-            result = check()
-            if result:
+            if result := check():
                 return result
             last = result
-        except ignoring as exc:
+        except OSError as exc:
             last = exc
         if time.monotonic() >= end:
             raise AssertionError(f"{what}: not within {timeout:g} s (last: {last!r})")

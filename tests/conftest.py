@@ -1,11 +1,5 @@
-"""Fixtures shared by the template's tests, and the tiers taken from the folders.
-
-A test's tier is the folder it sits in (TIERS, fastest first): `-m quick` runs
-tests/quick/, and a file never mixes tiers. Expensive things are made once per
-session: the default render and the virtualenv with its dependencies. Each
-pytest-xdist worker has its own session, so the venv itself is shared through a
-cache on disk (see harness/venvs.py).
-"""
+"""Fixtures made once per session (each pytest-xdist worker has its own: the venv is shared
+through a cache on disk, harness/venvs.py), and each test's tier: the folder it sits in."""
 
 from __future__ import annotations
 
@@ -43,8 +37,7 @@ def venv_bin(default_project: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def run_env(venv_bin: Path) -> Callable[..., dict[str, str]]:
-    """`run_env(**settings)`: an environment for running a rendered project
-    with the shared venv (see harness/venvs.run_env)."""
+    """`run_env(**settings)`: harness/venvs.run_env with the shared venv."""
     return functools.partial(project_run_env, venv_bin)
 
 
@@ -57,11 +50,9 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its folder's tier (a test outside the tiers is an
-    error), and keep together what should not run side by side (`--dist
-    loadgroup`, as dev.py runs the suite): the resilience tests, whose timing
-    another one's load would disturb, on one worker; each container module on
-    one worker, so that its module fixtures build their images once."""
+    """Keep together what should not run side by side (`--dist loadgroup`, as dev.py runs the
+    suite): the resilience tests, whose timing another's load would disturb, on one worker;
+    each container module on one worker, so that its module fixtures build their images once."""
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
         if tier not in TIERS:
@@ -74,8 +65,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Each run records its own figures: delete the last run's first (once,
-    in the controlling process, not in every pytest-xdist worker)."""
+    """Each run records its own figures: the last run's go first (once, not in every worker)."""
     if not hasattr(session.config, "workerinput"):
         figures.clear()
 
@@ -91,8 +81,7 @@ TABLES = {
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The tables that tests recorded rows for, when they ran."""
-    stats = terminalreporter.stats
-    reports = [r for outcome in ("passed", "failed") for r in stats.get(outcome, [])]
+    reports = [r for o in ("passed", "failed") for r in terminalreporter.stats.get(o, [])]
     for name, title in TABLES.items():
         rows = recorded_rows(reports, name)
         if rows:
