@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
 import time
 import uuid
@@ -49,6 +50,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "granian": {"server": "granian"},
 }
 RUN_ENV = {"postgresql": {"DATABASE_URL": "postgresql://app:x@127.0.0.1:1/app"}}
+# The final image's /app, /venv/bin, build tools, pip or caches, and the optional features'
+# packages (metrics, error reports), as root: root may look everywhere, /root/.cache too.
+FINAL_IMAGE_LISTING = (
+    "ls -A /app; echo ---; ls /venv/bin; echo ---;"
+    " command -v gcc cc make curl uv pip pip3 || true;"
+    " ls -d /root/.cache 2>/dev/null || true;"
+    " python -c 'import pip' 2>/dev/null && echo import-pip || true; echo ---;"
+    " cd /venv/lib/python3*/site-packages && du -sk prometheus_client sentry_sdk urllib3 certifi"
+)
 
 # The smoke test's image, shaped like the template's: the base image from a build
 # argument, a pip install that needs PyPI, a non-root user, exec-form CMD, HEALTHCHECK.
@@ -74,10 +84,6 @@ def healthcheck_and_user(env: dict[str, str], image: str) -> tuple[str, str]:
     )
     user, healthcheck = inspect.stdout.strip().split("|", 1)
     return user, " ".join(json.loads(healthcheck)["Test"])
-
-
-def megabytes(env: dict[str, str], image: str) -> float:
-    return int(run_podman(env, "image", "inspect", "--format", "{{.Size}}", image).stdout) / 1e6
 
 
 @pytest.fixture(scope="module")
@@ -123,20 +129,28 @@ def test_the_toolchain_builds_with_pypi_runs_and_publishes(
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_image_serves_healthz_as_non_root(
+def test_image_serves_healthz_as_non_root_and_stops_without_its_secret(
     podman: dict[str, str], image_of: Callable[[str], Build], variant: str
 ) -> None:
     build = image_of(variant)
     user, healthcheck = healthcheck_and_user(podman, build.image)
     assert user == f"{APP_UID}:{APP_UID}" and "urllib" in healthcheck, (user, healthcheck)
-    settings = {"FLASK_SECRET_KEY": SECRET, **RUN_ENV.get(variant, {})}
-    with container(podman, build.image, **settings) as (name, port):
+    settings = RUN_ENV.get(variant, {})
+    with container(podman, build.image, **settings) as (name, _):  # no FLASK_SECRET_KEY
+        code = wait_for_exit(podman, name, timeout=30)
+        output = logs(podman, name)
+    assert code != 0, output
+    lines = [line for line in output.splitlines() if REASON in line]
+    assert lines and all(line.startswith("FLASK_SECRET_KEY") for line in lines), output
+    assert output.count("Booting worker") <= 4, "no restart loop"
+
+    with container(podman, build.image, FLASK_SECRET_KEY=SECRET, **settings) as (name, port):
         health = wait_for_http(port)
         assert (health.status, json.loads(health.body)) == (200, {"status": "ok"})
-        assert shell(podman, name, "id -u").strip() == APP_UID, "the app must not run as root"
+        uid, version = shell(podman, name, f'id -u; python -c "{PYTHON_VERSION}"').split()
+        assert uid == APP_UID, "the app must not run as root"
         # The stand-in base image runs the Python the project was rendered for.
         answers = yaml.safe_load((build.context / ".copier-answers.yml").read_text())
-        version = shell(podman, name, f'python -c "{PYTHON_VERSION}"').strip()
         assert version == answers["python_version"]
         # No systemd here: health checks only run when asked to.
         run_podman(podman, "healthcheck", "run", name, timeout=60)
@@ -146,31 +160,16 @@ def test_image_serves_healthz_as_non_root(
             assert ready.status == 200, ready.body
         if variant == "postgresql":  # no database at that address: alive, but not ready
             assert http_get(port, "/readyz").status == 503
-
-
-def test_final_image_holds_only_what_runs(
-    podman: dict[str, str], image_of: Callable[[str], Build]
-) -> None:
-    build = image_of("default")
-    with container(podman, build.image, FLASK_SECRET_KEY=SECRET) as (name, _):
-        listing = shell(
-            podman,
-            name,
-            "ls -A /app; echo ---; ls /venv/bin; echo ---;"
-            " command -v gcc cc make curl uv pip pip3 || true;"
-            " ls -d /root/.cache 2>/dev/null || true;"
-            " python -c 'import pip' 2>/dev/null && echo import-pip || true; echo ---;"
-            # the optional features the image carries (metrics, error reports)
-            " cd /venv/lib/python3*/site-packages"
-            " && du -sk prometheus_client sentry_sdk urllib3 certifi",
-            "--user=0",  # root may look everywhere, /root/.cache included
-        )
+        listing = shell(podman, name, FINAL_IMAGE_LISTING, "--user=0")
     app, venv_bin, tools, optional_du = (part.split() for part in listing.split("---"))
+    assert tools == [], f"build tools, pip or caches in the final image: {tools}"
+    if variant != "default":
+        return
     assert sorted(app) == ["demo_shop", "gunicorn.conf.py", "gunicorn_hooks.py", "wsgi.py"]
     assert "gunicorn" in venv_bin and not {"pip", "uv"} & set(venv_bin)
-    assert tools == [], f"build tools, pip or caches in the final image: {tools}"
-
-    base, final = megabytes(podman, ensure_base_image(podman)), megabytes(podman, build.image)
+    images = (ensure_base_image(podman), build.image)
+    sizes = run_podman(podman, "image", "inspect", "--format", "{{.Size}}", *images).stdout
+    base, final = (int(size) / 1e6 for size in sizes.split())
     print(f"FIGURE image size: base {base:.1f} MB, final {final:.1f} MB (+{final - base:.1f} MB)")
     assert final - base < 40, "the app and its dependencies should add tens of MB at most"
     # Installing from uv.lock instead of requirements.txt with pip (158.8 MB on this
@@ -181,20 +180,7 @@ def test_final_image_holds_only_what_runs(
     assert final - optional < 158.8 * 1.05, f"{final:.1f} MB, {optional:.1f} MB of them optional"
 
 
-@pytest.mark.parametrize("variant", ["default", "granian"])
-def test_app_that_cannot_start_stops_the_container_with_its_reason(
-    podman: dict[str, str], image_of: Callable[[str], Build], variant: str
-) -> None:
-    with container(podman, image_of(variant).image) as (name, _):  # no FLASK_SECRET_KEY
-        code = wait_for_exit(podman, name, timeout=30)
-        output = logs(podman, name)
-    assert code != 0, output
-    lines = [line for line in output.splitlines() if REASON in line]
-    assert lines and all(line.startswith("FLASK_SECRET_KEY") for line in lines), output
-    assert output.count("Booting worker") <= 4, "no restart loop"
-
-
-def test_code_change_reuses_the_dependency_layer_and_sigterm_finishes_the_request(
+def test_rebuilds_reuse_the_dependency_layer_or_name_the_fix_and_sigterm_finishes_the_request(
     podman: dict[str, str], image_of: Callable[[str], Build], tmp_path: Path
 ) -> None:
     project = tmp_path / "project"
@@ -202,11 +188,10 @@ def test_code_change_reuses_the_dependency_layer_and_sigterm_finishes_the_reques
     # A fresh comment on every run: the layer cache can never hold this change already.
     add_slow_route(project, extra=f"\n# touched by the container tests: {uuid.uuid4().hex}\n")
     touched = build_project_image(podman, project, "touched")
-    steps = touched.steps()
-    sync = [cached for step, cached in steps if step.startswith("RUN uv sync")]
-    copy = [cached for step, cached in steps if step.startswith("COPY demo_shop")]
-    assert sync == [True], "the uv sync step must come from the cache\n" + touched.output
-    assert copy == [False], "the changed code must be copied again\n" + touched.output
+    # The uv sync step comes from the cache; the changed code is copied again.
+    step = r"STEP \d+/\d+: (RUN uv sync|COPY demo_shop).*\n(--> Using cache)?"
+    steps = re.findall(step, touched.output)
+    assert steps == [("RUN uv sync", "--> Using cache"), ("COPY demo_shop", "")], touched.output
     print(f"FIGURE rebuild after a code change: {touched.seconds:.1f} s (dependencies cached)")
 
     with container(podman, touched.image, FLASK_SECRET_KEY=SECRET) as (name, port):
@@ -227,14 +212,8 @@ def test_code_change_reuses_the_dependency_layer_and_sigterm_finishes_the_reques
         f"FIGURE podman stop with a 3 s request in flight: container exited 0 after {stopped:.1f} s"
     )
 
-
-def test_stale_lock_stops_the_build_and_names_the_fix(
-    podman: dict[str, str], image_of: Callable[[str], Build], tmp_path: Path
-) -> None:
-    """A dependency added to pyproject.toml without `uv lock`: the build fails at the
-    install step, saying which command fixes it."""
-    project = tmp_path / "project"
-    shutil.copytree(image_of("default").context, project)
+    # A dependency added to pyproject.toml without `uv lock`: the build fails at the
+    # install step, saying which command fixes it.
     pyproject = project / "pyproject.toml"
     pyproject.write_text(
         pyproject.read_text().replace('"flask>=3.1,<4",', '"flask>=3.1,<4", "rich",')
