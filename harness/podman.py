@@ -36,11 +36,8 @@ NETWORK_NAME = "copier-flask"
 
 
 def cache_root() -> Path:
-    """Caches that survive test runs, outside the clone: $COPIER_FLASK_CACHE or XDG's."""
-    if override := os.environ.get("COPIER_FLASK_CACHE"):
-        return Path(override)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "copier-flask"
+    """Caches that survive test runs, outside the clone (XDG's)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "copier-flask")
 
 
 @contextlib.contextmanager
@@ -74,21 +71,10 @@ def _run(cmd: list[str], timeout: float, check: bool = True, **options: Any) -> 
 
 
 def run_podman(
-    env: Mapping[str, str],
-    *args: str,
-    timeout: float = 600,
-    check: bool = True,
-    input: str | None = None,
+    env: Mapping[str, str], *args: str, timeout: float = 600, check: bool = True, **options: Any
 ) -> Completed:
-    """Run ``podman *args`` with ``env``; raise PodmanError on failure if check."""
-    return _run(["podman", *args], timeout, check, env=env, input=input)
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-    except OSError:
-        return "noboot"
+    """Run ``podman *args`` with ``env`` (``options``: input); PodmanError if it fails."""
+    return _run(["podman", *args], timeout, check, env=env, **options)
 
 
 def _storage_digest(graphroot: Path) -> str:
@@ -103,8 +89,8 @@ def _state_dir(graphroot: Path) -> Path:
         base = Path("/run")
     else:
         base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
-    state = f"{_boot_id()}-{_storage_digest(graphroot)}"
-    return base / f"copier-flask-podman-{os.getuid()}" / state
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text()[:8]
+    return base / f"copier-flask-podman-{os.getuid()}" / f"{boot}-{_storage_digest(graphroot)}"
 
 
 def _ulimits() -> list[str]:
@@ -138,10 +124,9 @@ def podman_available() -> str | None:
     """None when podman can run containers here, else why not (in podman info's words:
     broken storage drivers, runtimes or networks show up here, not in a build)."""
     missing = [tool for tool in ("podman", "debootstrap", "tar") if not shutil.which(tool)]
+    missing += [] if _oci_runtime() else ["an OCI runtime (runc or crun)"]
     if missing:
         return f"missing tools: {', '.join(missing)} (run .ci/install-containers.sh)"
-    if _oci_runtime() is None:
-        return "no OCI runtime (runc or crun) found (run .ci/install-containers.sh)"
     if os.geteuid() != 0:  # rootless podman would also need subuid ranges, not set up here
         return "container tests need root (debootstrap and rootful podman)"
     with tempfile.TemporaryDirectory(prefix="podman-probe-") as tmp:
@@ -156,14 +141,11 @@ def podman_available() -> str | None:
 def _write_network(config_dir: Path, backend: str, graphroot: Path) -> None:
     """Our own default bridge network, with a name and a /24 of its own: podman's default
     (10.88.0.0/16) is the host podman's too, which hands out the same addresses, and a
-    leftover bridge of the other backend on it captures the route (no outbound traffic).
-    COPIER_FLASK_PODMAN_SUBNET ("10.213.7.0/24") overrides the subnet."""
+    leftover bridge of the other backend on it captures the route (no outbound traffic)."""
     digest = _storage_digest(graphroot)
     bridge = f"cf{backend[:3]}{digest[:6]}"  # at most 15 characters (IFNAMSIZ)
-    subnet = os.environ.get("COPIER_FLASK_PODMAN_SUBNET") or (
-        f"10.{213 if backend == 'netavark' else 214}.{int(digest[:2], 16)}.0/24"
-    )
-    ranges = {"subnet": subnet, "gateway": f"{subnet.rsplit('.', 1)[0]}.1"}
+    prefix = f"10.{213 if backend == 'netavark' else 214}.{int(digest[:2], 16)}"
+    ranges = {"subnet": f"{prefix}.0/24", "gateway": f"{prefix}.1"}
     if backend == "netavark":  # the format `podman network create` writes
         path = config_dir / f"{NETWORK_NAME}.json"
         network: dict[str, object] = {
@@ -280,7 +262,7 @@ def _first_use_this_boot(state: Path, env: Mapping[str, str]) -> None:
             run_podman(env, "rm", "--force", *orphans, check=False, timeout=300)
         # State directories of earlier boots describe nothing that still runs.
         for sibling in state.parent.iterdir():
-            if not sibling.name.startswith(f"{_boot_id()}-"):
+            if not sibling.name.startswith(state.name[:9]):  # "{boot id}-"
                 if sibling.is_dir():
                     shutil.rmtree(sibling, ignore_errors=True)
                 else:

@@ -30,27 +30,6 @@ from harness.render import k8s_manifests, render
 from harness.venvs import SECRET
 
 
-def kube_play_documents(project: Path, name: str, image: str, port: int) -> list[dict[str, Any]]:
-    """The ConfigMap, Deployment and Service for one podman host, changed outside the
-    template's files: a unique name, one replica (a second would want the same
-    hostPort), the local image, a hostPort on 127.0.0.1 (podman has no Service network)
-    and the Secret's name."""
-    docs = k8s_manifests(project)
-    deployment = docs["Deployment"]
-    deployment["metadata"]["name"] = name
-    deployment["spec"]["replicas"] = 1
-    (web,) = deployment["spec"]["template"]["spec"]["containers"]
-    web["image"] = image
-    web["ports"][0].update(hostPort=port, hostIP="127.0.0.1")
-    for source in web["envFrom"]:
-        if "secretRef" in source:
-            source["secretRef"]["name"] = f"{name}-secrets"
-    return [
-        {k: v for k, v in doc.items() if k != "_file"}
-        for doc in (docs["ConfigMap"], deployment, docs["Service"])
-    ]
-
-
 def test_kube_play_runs_the_deployment(
     podman: dict[str, str], copie_session: Any, tmp_path: Path
 ) -> None:
@@ -66,9 +45,23 @@ def test_kube_play_runs_the_deployment(
     build = build_project_image(env, project, "k8s")
     name, port = f"cft-{uuid.uuid4().hex[:8]}", free_port()
     tag, container = f"localhost/copier-flask-test:{name}", f"{name}-pod-0-web"
+    # The ConfigMap, Deployment and Service for one podman host: a unique name, one
+    # replica (a second would want the same hostPort), the local image, a hostPort on
+    # 127.0.0.1 (podman has no Service network) and the Secret's name.
+    docs = k8s_manifests(project)
+    deployment = docs["Deployment"]
+    deployment["metadata"]["name"] = name
+    deployment["spec"]["replicas"] = 1
+    (web,) = deployment["spec"]["template"]["spec"]["containers"]
+    web["image"] = tag
+    web["ports"][0].update(hostPort=port, hostIP="127.0.0.1")
+    for source in web["envFrom"]:
+        if "secretRef" in source:
+            source["secretRef"]["name"] = f"{name}-secrets"
+    played = [docs["ConfigMap"], deployment, docs["Service"]]
     kube_file = tmp_path / "kube.yaml"
     kube_file.write_text(
-        yaml.safe_dump_all(kube_play_documents(project, name, tag, port), sort_keys=False)
+        yaml.safe_dump_all([{k: v for k, v in doc.items() if k != "_file"} for doc in played])
     )
     # podman 4.3 reads a secretRef from a podman secret holding the Secret's `data` as
     # JSON (its own handling of `kind: Secret` does not round-trip).
