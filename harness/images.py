@@ -32,7 +32,6 @@ from harness.provisioning import (
     BASE_PYTHON,
     ensure_base_image,
     ensure_python_image,
-    official_python_image,
 )
 from harness.tools import require_tool, skip_or_fail
 from harness.waiting import eventually
@@ -67,7 +66,7 @@ def stand_in_for_from_lines(env: Mapping[str, str], dockerfile: Path) -> None:
     for python in set(PYTHON_FROM.findall(dockerfile.read_text())):
         base = ensure_base_image(env) if python == BASE_PYTHON else None
         stand_in = base or ensure_python_image(env, python)  # which raises for others
-        run_podman(env, "tag", stand_in, official_python_image(python))
+        run_podman(env, "tag", stand_in, f"docker.io/library/python:{python}-slim-trixie")
 
 
 def build_project_image(env: Mapping[str, str], project: Path, name: str) -> Build:

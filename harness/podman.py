@@ -45,11 +45,8 @@ def _file_lock(path: Path) -> Iterator[None]:
     """An flock shared by xdist workers and parallel runs (freed if its holder dies)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 class PodmanError(RuntimeError):

@@ -230,11 +230,6 @@ def ensure_base_image(env: Mapping[str, str], suite: str = DEBIAN_SUITE) -> str:
     return _image_once(env, ref, f"base-{key}.lock", make)
 
 
-def official_python_image(python: str) -> str:
-    """The image the generated Dockerfile names for ``python`` (its FROM line)."""
-    return f"docker.io/library/python:{python}-slim-trixie"
-
-
 def ensure_python_image(env: Mapping[str, str], python: str) -> str:
     """A stand-in for python:``python``-slim-trixie from Debian testing; its ref."""
     if python not in TESTING_PYTHONS:

@@ -1,13 +1,18 @@
 """The generated Dockerfile, built (once per variant and module) and run with podman on a
 loopback port, after the toolchain's own smoke test: when that fails, the machine
-(podman, the network, the CA bundle) is the problem, not the template. Figures are
-printed as FIGURE lines (`pytest -rP`). (tests/quick/test_dockerfile.py lints the file.)
+(podman, the network, the CA bundle) is the problem, not the template; then its
+compose.yaml under podman-compose and its Kubernetes Deployment under `podman kube
+play`. Figures are printed as FIGURE lines (`pytest -rP`). (tests/quick/ lints the
+Dockerfile and checks the compose file and the manifests.)
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import http.client
 import json
+import os
 import re
 import shutil
 import time
@@ -18,23 +23,28 @@ from typing import Any
 
 import pytest
 import yaml
+from dotenv import dotenv_values
 
-from harness.http import http_get
+from harness.http import free_port, http_get
 from harness.images import (
     Build,
     add_slow_route,
     build_project_image,
     container,
+    container_state,
     logs,
+    podman_compose,
     shell,
     slow_request_in_flight,
     wait_for_exit,
     wait_for_http,
 )
 from harness.podman import PodmanError, ca_bundle_volume, run_podman
-from harness.provisioning import BASE_PYTHON, ensure_base_image
-from harness.render import render
+from harness.provisioning import BASE_PYTHON, ensure_base_image, ensure_nginx_image
+from harness.readme import copy_as_user, readme_blocks, run_lines, user_bin, user_environment
+from harness.render import k8s_manifests, render
 from harness.venvs import SECRET
+from harness.waiting import eventually
 
 APP_UID = "10001"
 REASON = "FLASK_SECRET_KEY must be set: production refuses to start without it"
@@ -222,3 +232,164 @@ def test_rebuilds_reuse_the_dependency_layer_or_name_the_fix_and_sigterm_finishe
         build_project_image(podman, project, "stale-lock")
     assert "needs to be updated, but `--locked` was provided" in str(failed.value), failed.value
     assert "run `uv lock`" in str(failed.value), failed.value
+
+
+def test_compose_stack_serves_through_nginx(
+    podman: dict[str, str], image_of: Callable[[str], Build], tmp_path: Path
+) -> None:
+    project = image_of("default").context
+    # No registry: the image built and a stand-in for nginx:*-alpine, through an override
+    # file (like a user's compose.override.yaml); compose.yaml is unchanged.
+    images = {"web": image_of("default").image, "nginx": ensure_nginx_image(podman)}
+    services = {service: {"image": image} for service, image in images.items()}
+    (tmp_path / "compose.test.yaml").write_text(yaml.safe_dump({"services": services}))
+    port, name = free_port(), f"cftest{uuid.uuid4().hex[:8]}"
+    env = {**podman, "HTTP_PORT": f"127.0.0.1:{port}"}
+    files = ["-p", name, "-f", "compose.yaml", "-f", str(tmp_path / "compose.test.yaml")]
+    try:
+        up = podman_compose(env, project, *files, "up", "-d", "--no-build")
+        assert up.returncode == 0, up.stdout + up.stderr
+        reply = eventually(
+            lambda: (r := http_get(port, "/healthz", {"Host": "example.com"})).status == 200 and r,
+            60,
+            what="/healthz through nginx",
+            interval=0.3,
+        )
+        assert reply.body == b'{"status":"ok"}\n'
+        assert reply.headers["server"] == "nginx", "the answer came through nginx"
+        # The app's own security headers (security.py) pass through nginx.
+        assert "frame-ancestors 'none'" in reply.headers["content-security-policy"]
+        # Static files come from nginx (the mounted folder), a versioned URL for a year.
+        css = http_get(port, "/static/style.css?v=0123456789ab", headers={"Host": "example.com"})
+        assert css.status == 200 and "max-age=31536000" in css.headers.get("cache-control", "")
+        assert css.headers["x-frame-options"] == "DENY"
+        # A newcomer's first look, http://localhost:PORT/ (a browser sends the port in
+        # Host), shows the page through nginx; other names are dropped.
+        page = http_get(port, "/", headers={"Host": f"localhost:{port}"})
+        assert page.status == 200 and b"<h1>Demo Shop</h1>" in page.body
+        assert page.headers["server"] == "nginx"
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+            http_get(port, "/", headers={"Host": "unknown.test"})
+        # Both health checks pass (run by hand: no systemd timers here); a graceful
+        # stop, both exit 0 (gunicorn on SIGTERM, nginx on SIGQUIT).
+        for service in images:
+            run_podman(env, "healthcheck", "run", f"{name}_{service}_1", timeout=60)
+        stop = podman_compose(env, project, *files, "stop")
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        for service in images:
+            assert container_state(env, f"{name}_{service}_1")[1] == 0, service
+    finally:
+        podman_compose(env, project, *files, "down", "-t", "5", timeout=120)
+        leftovers = run_podman(
+            env, "ps", "-aq", "--filter", f"label=io.podman.compose.project={name}", check=False
+        ).stdout.split()
+        if leftovers:
+            run_podman(env, "rm", "--force", "--time", "0", *leftovers, check=False)
+        run_podman(env, "network", "rm", "--force", f"{name}_default", check=False)
+
+
+def test_compose_in_a_fresh_clone_gets_its_env_from_the_readme(tmp_path: Path) -> None:
+    """A fresh clone has no .env (git-ignored): the README's lines make one that compose reads."""
+    project = tmp_path / "shop"
+    copy_as_user(project, database="postgresql")
+    (project / ".env").unlink()
+    env = user_environment(tmp_path / "home", user_bin(tmp_path / "bin", ["grep"]))
+    readme = (project / "README.md").read_text()
+    block = next(b for b in readme_blocks(readme) if ".env.example" in b.text)
+    run_lines(block.lines(), project, env, "[postgresql] Containers")
+    settings = dotenv_values(project / ".env")
+    assert len(settings["FLASK_SECRET_KEY"] or "") == 64
+    assert (project / ".env").read_text().count("FLASK_SECRET_KEY=") == 1
+    assert (password := settings["POSTGRES_PASSWORD"])
+    # Only what the user's shell has: compose must find every setting in .env.
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home")}
+    compose = podman_compose(clean, project, "config", timeout=60)
+    assert compose.returncode == 0, compose.stdout + compose.stderr
+    web = yaml.safe_load(compose.stdout)["services"]["web"]
+    assert password in web["environment"]["DATABASE_URL"]
+
+
+def test_kube_play_runs_the_deployment(
+    podman: dict[str, str], copie_session: Any, tmp_path: Path
+) -> None:
+    """Exercised: the pod template (image, user, read-only root file system, emptyDir
+    /tmp, ConfigMap and Secret as environment, WEB_CONCURRENCY from the CPU limit, CPU
+    and memory limits) and a graceful `podman kube down`. Not exercised by podman 4.3:
+    the probes (curl health checks, which the image lacks and no systemd timer runs),
+    preStop hooks and terminationGracePeriodSeconds (it stops with SIGTERM and 10 s),
+    the Service, the HPA, the PodDisruptionBudget and the migration Job."""
+    env = podman
+    project = render(copie_session, with_k8s=True, python_version=BASE_PYTHON)
+    add_slow_route(project)
+    build = build_project_image(env, project, "k8s")
+    name, port = f"cft-{uuid.uuid4().hex[:8]}", free_port()
+    tag, web_container = f"localhost/copier-flask-test:{name}", f"{name}-pod-0-web"
+    # The ConfigMap, Deployment and Service for one podman host: a unique name, one
+    # replica (a second would want the same hostPort), the local image, a hostPort on
+    # 127.0.0.1 (podman has no Service network) and the Secret's name.
+    docs = k8s_manifests(project)
+    deployment = docs["Deployment"]
+    deployment["metadata"]["name"] = name
+    deployment["spec"]["replicas"] = 1
+    (web,) = deployment["spec"]["template"]["spec"]["containers"]
+    web["image"] = tag
+    web["ports"][0].update(hostPort=port, hostIP="127.0.0.1")
+    for source in web["envFrom"]:
+        if "secretRef" in source:
+            source["secretRef"]["name"] = f"{name}-secrets"
+    played = [docs["ConfigMap"], deployment, docs["Service"]]
+    kube_file = tmp_path / "kube.yaml"
+    kube_file.write_text(
+        yaml.safe_dump_all([{k: v for k, v in doc.items() if k != "_file"} for doc in played])
+    )
+    # podman 4.3 reads a secretRef from a podman secret holding the Secret's `data` as
+    # JSON (its own handling of `kind: Secret` does not round-trip).
+    secret_data = {"FLASK_SECRET_KEY": base64.b64encode(SECRET.encode()).decode()}
+    pod_log = tmp_path / "pod.log"  # ours: `kube down` removes the container
+    run_podman(env, "tag", build.image, tag)
+    try:
+        run_podman(env, "secret", "create", f"{name}-secrets", "-", input=json.dumps(secret_data))
+        run_podman(env, "kube", "play", "--log-opt", f"path={pod_log}", str(kube_file), timeout=120)
+        health = wait_for_http(port)
+        assert (health.status, health.body) == (200, b'{"status":"ok"}\n')
+
+        # What the manifest asks for holds at run time.
+        probe = shell(
+            env,
+            web_container,
+            "id -u; echo $WEB_CONCURRENCY; touch /tmp/ok && echo tmp-writable;"
+            " touch /app/x 2>&1 || true",
+        ).splitlines()
+        assert probe[0] == "10001", "non-root, the image's UID"
+        assert probe[1] == "2", "WEB_CONCURRENCY from the CPU limit (2)"
+        assert probe[2] == "tmp-writable"
+        assert "Read-only file system" in probe[3]
+        limits = "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}"
+        inspect = run_podman(env, "inspect", web_container, "--format", limits).stdout.split()
+        assert inspect == ["true", str(256 * 2**20), str(2 * 10**9)]
+        assert pod_log.read_text().count("Booting worker") == 2
+
+        # Stopped with a request in flight: gunicorn gets SIGTERM, finishes it and exits
+        # 0. podman before 5.1 SIGKILLs a pod's containers on `kube down` (podman issues
+        # #19135, #21767; fixed by PR #22398): there the pod is stopped first, the
+        # documented workaround. The client may not see the answer (podman tears the
+        # network down while gunicorn finishes; Kubernetes keeps it): the log is the evidence.
+        with slow_request_in_flight(port, wait=0):
+            started = time.monotonic()
+            version = run_podman(env, "version", "--format", "{{.Client.Version}}").stdout
+            if tuple(int(part) for part in version.strip().split(".")[:2]) < (5, 1):
+                run_podman(env, "pod", "stop", "--time", "45", f"{name}-pod-0", timeout=120)
+                assert container_state(env, web_container)[1] == 0
+            run_podman(env, "kube", "down", str(kube_file), timeout=120)
+            took = time.monotonic() - started
+        output = pod_log.read_text()
+        assert "Handling signal: term" in output
+        # The manifests log JSON (LOG_FORMAT=json): the access line's quotes are escaped.
+        assert re.search(r'GET /slow\?seconds=3 HTTP/1.1\\?" 200', output), "request finished"
+        assert "Shutting down: Master" in output and "Reason:" not in output
+        print(f"FIGURE podman pod stop + kube down, a 3 s request in flight: {took:.1f} s")
+    finally:
+        run_podman(env, "kube", "down", str(kube_file), check=False, timeout=120)
+        run_podman(env, "pod", "rm", "--force", f"{name}-pod-0", check=False, timeout=120)
+        run_podman(env, "secret", "rm", f"{name}-secrets", check=False)
+        run_podman(env, "untag", build.image, tag, check=False)
