@@ -42,8 +42,7 @@ PYTHON_FROM = re.compile(r"^FROM\s+(?:docker\.io/library/)?python:(\d+\.\d+)-sli
 
 def require_podman() -> None:
     """Skip when podman cannot run containers here; fail instead under CI=true."""
-    reason = podman_available()
-    if reason is not None:
+    if reason := podman_available():
         skip_or_fail(f"podman is unusable: {reason}")
 
 
@@ -165,10 +164,9 @@ def run_project_ci(
 
 def container_state(env: Mapping[str, str], name: str) -> tuple[str, int]:
     """(status, exit code) of a container."""
-    out = run_podman(
-        env, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name
-    ).stdout.split()
-    return out[0], int(out[1])
+    state = "{{.State.Status}} {{.State.ExitCode}}"
+    status, code = run_podman(env, "inspect", "--format", state, name).stdout.split()
+    return status, int(code)
 
 
 def wait_for_exit(env: Mapping[str, str], name: str, timeout: float) -> int:

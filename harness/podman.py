@@ -74,11 +74,7 @@ def run_podman(
     return _run(["podman", *args], timeout, check, env=env, **options)
 
 
-def _storage_digest(graphroot: Path) -> str:
-    return hashlib.sha256(str(graphroot.resolve()).encode()).hexdigest()[:8]
-
-
-def _state_dir(graphroot: Path) -> Path:
+def _state_dir(digest: str) -> Path:
     """Per-boot state of a storage (runroot, tmp_dir, libpod's database, which must move
     with them): after a reboot or a restored CI cache they claim what no longer exists.
     Short: conmon's sockets live under it."""
@@ -87,7 +83,7 @@ def _state_dir(graphroot: Path) -> Path:
     else:
         base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
     boot = Path("/proc/sys/kernel/random/boot_id").read_text()[:8]
-    return base / f"copier-flask-podman-{os.getuid()}" / f"{boot}-{_storage_digest(graphroot)}"
+    return base / f"copier-flask-podman-{os.getuid()}" / f"{boot}-{digest}"
 
 
 def _ulimits() -> list[str]:
@@ -105,10 +101,8 @@ def _network_backend() -> str:
     state; COPIER_FLASK_PODMAN_NETWORK_BACKEND ("netavark" or "cni") overrides it."""
     if override := os.environ.get("COPIER_FLASK_PODMAN_NETWORK_BACKEND"):
         return override
-    for directory in ("/usr/libexec/podman", "/usr/lib/podman", "/usr/local/libexec/podman"):
-        if Path(directory, "netavark").exists():
-            return "netavark"
-    return "cni"
+    places = ("/usr/libexec/podman", "/usr/lib/podman", "/usr/local/libexec/podman")
+    return "netavark" if any(Path(place, "netavark").exists() for place in places) else "cni"
 
 
 def _oci_runtime() -> str | None:
@@ -128,18 +122,17 @@ def podman_available() -> str | None:
         return "container tests need root (debootstrap and rootful podman)"
     with tempfile.TemporaryDirectory(prefix="podman-probe-") as tmp:
         try:
-            env = podman_env(Path(tmp))
-            run_podman(env, "info", "--format", "{{.Host.OCIRuntime.Name}}", timeout=60)
+            runtime = ("info", "--format", "{{.Host.OCIRuntime.Name}}")
+            run_podman(podman_env(Path(tmp)), *runtime, timeout=60)
         except (OSError, subprocess.TimeoutExpired, PodmanError) as exc:
             return f"podman info failed: {exc}"
     return None
 
 
-def _write_network(config_dir: Path, backend: str, graphroot: Path) -> None:
+def _write_network(config_dir: Path, backend: str, digest: str) -> None:
     """Our own default bridge network, with a name and a /24 of its own: podman's default
     (10.88.0.0/16) is the host podman's too, which hands out the same addresses, and a
     leftover bridge of the other backend on it captures the route (no outbound traffic)."""
-    digest = _storage_digest(graphroot)
     bridge = f"cf{backend[:3]}{digest[:6]}"  # at most 15 characters (IFNAMSIZ)
     prefix = f"10.{213 if backend == 'netavark' else 214}.{int(digest[:2], 16)}"
     ranges = {"subnet": f"{prefix}.0/24", "gateway": f"{prefix}.1"}
@@ -188,13 +181,14 @@ def _toml(sections: dict[str, dict[str, object]]) -> str:
     )
 
 
-def podman_env(config_dir: Path, *, storage_dir: Path | None = None) -> dict[str, str]:
+def podman_env(config_dir: Path) -> dict[str, str]:
     """Write a private podman configuration under ``config_dir``; os.environ with it.
-    Images go to ``storage_dir`` (default: the cache, shared by concurrent podmans);
-    TMPDIR, where builds stage whole layers, to ``config_dir``, off a small /tmp."""
+    Images go to the cache, shared by concurrent podmans; TMPDIR, where builds stage
+    whole layers, to ``config_dir``, off a small /tmp."""
     config_dir = Path(config_dir).resolve()
-    graphroot = Path(storage_dir or cache_root() / "podman" / "storage").resolve()
-    state, tmpdir, backend = _state_dir(graphroot), config_dir / "tmp", _network_backend()
+    graphroot = (cache_root() / "podman" / "storage").resolve()
+    digest = hashlib.sha256(str(graphroot).encode()).hexdigest()[:8]  # of the storage
+    state, tmpdir, backend = _state_dir(digest), config_dir / "tmp", _network_backend()
     for directory in (config_dir, graphroot, state, tmpdir):
         directory.mkdir(parents=True, exist_ok=True)
     files: dict[str, dict[str, dict[str, object]]] = {
@@ -232,7 +226,7 @@ def podman_env(config_dir: Path, *, storage_dir: Path | None = None) -> dict[str
     }
     for name, sections in files.items():
         (config_dir / name).write_text(_toml(sections))
-    _write_network(state / "networks", backend, graphroot)
+    _write_network(state / "networks", backend, digest)
     env = dict(os.environ, TMPDIR=str(tmpdir))
     env["CONTAINERS_CONF"] = str(config_dir / "containers.conf")
     env["CONTAINERS_STORAGE_CONF"] = str(config_dir / "storage.conf")

@@ -52,9 +52,6 @@ TESTING_PYTHONS = ("3.14", "3.15")
 TESTING_PACKAGES = (*(f"python{version}-venv" for version in TESTING_PYTHONS), "ca-certificates")
 SUITE_PACKAGES = {DEBIAN_SUITE: BASE_PACKAGES, TESTING_SUITE: TESTING_PACKAGES}
 
-#: Used when apt's sources name no mirror for DEBIAN_SUITE (e.g. Ubuntu hosts).
-FALLBACK_MIRROR = "http://deb.debian.org/debian"
-
 #: A stand-in for the official nginx image: Debian's nginx on the same base, started
 #: the way nginx:*-alpine starts.
 NGINX_DOCKERFILE = """\
@@ -79,7 +76,7 @@ def debian_mirror() -> str:
     for words in (line.split() for line in (listing or "").splitlines()):
         if words[1:] == [DEBIAN_SUITE] and words[0].startswith(("http://", "https://", "file:/")):
             return words[0]
-    return FALLBACK_MIRROR
+    return "http://deb.debian.org/debian"  # apt names none (e.g. Ubuntu hosts)
 
 
 def _dpkg_arch() -> str:

@@ -87,15 +87,6 @@ CMD ["python", "-m", "http.server", "8000", "--bind", "0.0.0.0"]
 """
 
 
-def healthcheck_and_user(env: dict[str, str], image: str) -> tuple[str, str]:
-    """The image's user and its HEALTHCHECK (which only --format docker keeps)."""
-    inspect = run_podman(
-        env, "image", "inspect", "--format", "{{.User}}|{{json .HealthCheck}}", image
-    )
-    user, healthcheck = inspect.stdout.strip().split("|", 1)
-    return user, " ".join(json.loads(healthcheck)["Test"])
-
-
 @pytest.fixture(scope="module")
 def image_of(podman: dict[str, str], copie_session: Any) -> Callable[[str], Build]:
     """variant name -> its Build, rendered and built once per module, on the base
@@ -119,19 +110,15 @@ def test_the_toolchain_builds_with_pypi_runs_and_publishes(
     build = ("build", "--no-cache", "--format", "docker", "--build-arg", base)
     run_podman(podman, *build, "-v", ca_bundle_volume(), "-t", tag, str(tmp_path), timeout=900)
     try:
-        assert "urlopen" in healthcheck_and_user(podman, tag)[1]
         with container(podman, tag) as (name, port):
             index = wait_for_http(port, "/index.html")
             assert (index.status, index.body.strip()) == (200, b"1.17.0")  # pip reached PyPI
+            # --format docker kept the HEALTHCHECK (none to run otherwise)
             run_podman(podman, "healthcheck", "run", name, timeout=60)
             # Like python:3.x: `python` and `pip` on PATH, no PEP 668 marker; the
             # configured ulimits; the non-root user.
-            probe = shell(
-                podman,
-                name,
-                "python --version && pip --version >/dev/null && id -un && ulimit -n"
-                " && ! ls /usr/lib/python3*/EXTERNALLY-MANAGED 2>/dev/null",
-            )
+            script = "python --version && pip --version >/dev/null && id -un && ulimit -n"
+            probe = shell(podman, name, f"{script} && ! ls /usr/lib/python3*/EXTERNALLY-MANAGED")
             assert "3.11" in probe and {"app", "20000"} <= set(probe.split()), probe
             assert "GET /index.html" in logs(podman, name)
     finally:  # the storage is a cache: keep the base layers, drop the tag
@@ -143,7 +130,9 @@ def test_image_serves_healthz_as_non_root_and_stops_without_its_secret(
     podman: dict[str, str], image_of: Callable[[str], Build], variant: str
 ) -> None:
     build = image_of(variant)
-    user, healthcheck = healthcheck_and_user(podman, build.image)
+    # The HEALTHCHECK only --format docker keeps.
+    fields = ("image", "inspect", "--format", "{{.User}} {{json .HealthCheck.Test}}")
+    user, healthcheck = run_podman(podman, *fields, build.image).stdout.split(" ", 1)
     assert user == f"{APP_UID}:{APP_UID}" and "urllib" in healthcheck, (user, healthcheck)
     settings = RUN_ENV.get(variant, {})
     with container(podman, build.image, **settings) as (name, _):  # no FLASK_SECRET_KEY
@@ -280,9 +269,8 @@ def test_compose_stack_serves_through_nginx(
             assert container_state(env, f"{name}_{service}_1")[1] == 0, service
     finally:
         podman_compose(env, project, *files, "down", "-t", "5", timeout=120)
-        leftovers = run_podman(
-            env, "ps", "-aq", "--filter", f"label=io.podman.compose.project={name}", check=False
-        ).stdout.split()
+        label = f"label=io.podman.compose.project={name}"
+        leftovers = run_podman(env, "ps", "-aq", "--filter", label, check=False).stdout.split()
         if leftovers:
             run_podman(env, "rm", "--force", "--time", "0", *leftovers, check=False)
         run_podman(env, "network", "rm", "--force", f"{name}_default", check=False)
@@ -318,10 +306,9 @@ def test_kube_play_runs_the_deployment(
     the probes (curl health checks, which the image lacks and no systemd timer runs),
     preStop hooks and terminationGracePeriodSeconds (it stops with SIGTERM and 10 s),
     the Service, the HPA, the PodDisruptionBudget and the migration Job."""
-    env = podman
     project = render(copie_session, with_k8s=True, python_version=BASE_PYTHON)
     add_slow_route(project)
-    build = build_project_image(env, project, "k8s")
+    build = build_project_image(podman, project, "k8s")
     name, port = f"cft-{uuid.uuid4().hex[:8]}", free_port()
     tag, web_container = f"localhost/copier-flask-test:{name}", f"{name}-pod-0-web"
     # The ConfigMap, Deployment and Service for one podman host: a unique name, one
@@ -346,26 +333,26 @@ def test_kube_play_runs_the_deployment(
     # JSON (its own handling of `kind: Secret` does not round-trip).
     secret_data = {"FLASK_SECRET_KEY": base64.b64encode(SECRET.encode()).decode()}
     pod_log = tmp_path / "pod.log"  # ours: `kube down` removes the container
-    run_podman(env, "tag", build.image, tag)
+    run_podman(podman, "tag", build.image, tag)
     try:
-        run_podman(env, "secret", "create", f"{name}-secrets", "-", input=json.dumps(secret_data))
-        run_podman(env, "kube", "play", "--log-opt", f"path={pod_log}", str(kube_file), timeout=120)
+        run_podman(
+            podman, "secret", "create", f"{name}-secrets", "-", input=json.dumps(secret_data)
+        )
+        run_podman(
+            podman, "kube", "play", "--log-opt", f"path={pod_log}", str(kube_file), timeout=120
+        )
         health = wait_for_http(port)
         assert (health.status, health.body) == (200, b'{"status":"ok"}\n')
 
         # What the manifest asks for holds at run time.
-        probe = shell(
-            env,
-            web_container,
-            "id -u; echo $WEB_CONCURRENCY; touch /tmp/ok && echo tmp-writable;"
-            " touch /app/x 2>&1 || true",
-        ).splitlines()
-        assert probe[0] == "10001", "non-root, the image's UID"
-        assert probe[1] == "2", "WEB_CONCURRENCY from the CPU limit (2)"
-        assert probe[2] == "tmp-writable"
-        assert "Read-only file system" in probe[3]
+        script = "id -u; echo $WEB_CONCURRENCY; touch /tmp/ok && echo tmp-writable; touch /app/x"
+        uid, workers, tmp, app = shell(podman, web_container, f"{script} 2>&1 || true").splitlines()
+        assert uid == APP_UID, "non-root, the image's UID"
+        assert workers == "2", "WEB_CONCURRENCY from the CPU limit (2)"
+        assert tmp == "tmp-writable"
+        assert "Read-only file system" in app
         limits = "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}"
-        inspect = run_podman(env, "inspect", web_container, "--format", limits).stdout.split()
+        inspect = run_podman(podman, "inspect", web_container, "--format", limits).stdout.split()
         assert inspect == ["true", str(256 * 2**20), str(2 * 10**9)]
         assert pod_log.read_text().count("Booting worker") == 2
 
@@ -376,11 +363,11 @@ def test_kube_play_runs_the_deployment(
         # network down while gunicorn finishes; Kubernetes keeps it): the log is the evidence.
         with slow_request_in_flight(port, wait=0):
             started = time.monotonic()
-            version = run_podman(env, "version", "--format", "{{.Client.Version}}").stdout
+            version = run_podman(podman, "version", "--format", "{{.Client.Version}}").stdout
             if tuple(int(part) for part in version.strip().split(".")[:2]) < (5, 1):
-                run_podman(env, "pod", "stop", "--time", "45", f"{name}-pod-0", timeout=120)
-                assert container_state(env, web_container)[1] == 0
-            run_podman(env, "kube", "down", str(kube_file), timeout=120)
+                run_podman(podman, "pod", "stop", "--time", "45", f"{name}-pod-0", timeout=120)
+                assert container_state(podman, web_container)[1] == 0
+            run_podman(podman, "kube", "down", str(kube_file), timeout=120)
             took = time.monotonic() - started
         output = pod_log.read_text()
         assert "Handling signal: term" in output
@@ -389,7 +376,7 @@ def test_kube_play_runs_the_deployment(
         assert "Shutting down: Master" in output and "Reason:" not in output
         print(f"FIGURE podman pod stop + kube down, a 3 s request in flight: {took:.1f} s")
     finally:
-        run_podman(env, "kube", "down", str(kube_file), check=False, timeout=120)
-        run_podman(env, "pod", "rm", "--force", f"{name}-pod-0", check=False, timeout=120)
-        run_podman(env, "secret", "rm", f"{name}-secrets", check=False)
-        run_podman(env, "untag", build.image, tag, check=False)
+        run_podman(podman, "kube", "down", str(kube_file), check=False, timeout=120)
+        run_podman(podman, "pod", "rm", "--force", f"{name}-pod-0", check=False, timeout=120)
+        run_podman(podman, "secret", "rm", f"{name}-secrets", check=False)
+        run_podman(podman, "untag", build.image, tag, check=False)
