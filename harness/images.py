@@ -30,26 +30,19 @@ from harness.podman import (
 )
 from harness.provisioning import (
     BASE_PYTHON,
-    TESTING_PYTHONS,
     ensure_base_image,
     ensure_python_image,
-    official_python_image,
 )
 from harness.tools import require_tool, skip_or_fail
 from harness.waiting import eventually
 
-#: Where built project images are tagged (for people looking at the storage).
-IMAGE_REPO = "localhost/copier-flask-test"
-#: The build step lines of `podman build` output: "[2/2] STEP 9/14: COPY ...".
-STEP = re.compile(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: (?P<instruction>.*)$")
 #: The official python image a Dockerfile's FROM line names: its Python version.
 PYTHON_FROM = re.compile(r"^FROM\s+(?:docker\.io/library/)?python:(\d+\.\d+)-slim", re.MULTILINE)
 
 
 def require_podman() -> None:
     """Skip when podman cannot run containers here; fail instead under CI=true."""
-    reason = podman_available()
-    if reason is not None:
+    if reason := podman_available():
         skip_or_fail(f"podman is unusable: {reason}")
 
 
@@ -63,36 +56,22 @@ class Build:
     output: str
     seconds: float
 
-    def steps(self) -> list[tuple[str, bool]]:
-        """(instruction, came from the layer cache) for every build step."""
-        steps: list[tuple[str, bool]] = []
-        for line in self.output.splitlines():
-            if match := STEP.match(line):
-                steps.append((match["instruction"], False))
-            elif line.startswith("--> Using cache") and steps:
-                steps[-1] = (steps[-1][0], True)
-        return steps
-
 
 def stand_in_for_from_lines(env: Mapping[str, str], dockerfile: Path) -> None:
     """Give the local stand-ins the names the Dockerfile's FROM lines use (the real
     image's, so that Dependabot can bump it): Debian 12's base for its Python, a
-    Debian-testing one for the newer Pythons."""
+    Debian-testing one for the newer Pythons. The storage's users share those names:
+    tag right before a build, and check the Python of what was built."""
     for python in set(PYTHON_FROM.findall(dockerfile.read_text())):
-        if python == BASE_PYTHON:
-            run_podman(env, "tag", ensure_base_image(env), official_python_image(python))
-        elif python in TESTING_PYTHONS:
-            ensure_python_image(env, python)
-        else:
-            raise ValueError(
-                f"no stand-in for python:{python} (have {BASE_PYTHON}, {TESTING_PYTHONS})"
-            )
+        base = ensure_base_image(env) if python == BASE_PYTHON else None
+        stand_in = base or ensure_python_image(env, python)  # which raises for others
+        run_podman(env, "tag", stand_in, f"docker.io/library/python:{python}-slim-trixie")
 
 
 def build_project_image(env: Mapping[str, str], project: Path, name: str) -> Build:
     """Build `project`'s Dockerfile as a user would (`--format docker` keeps the
     HEALTHCHECK), its FROM lines' names locked: two builds must not retag them at once."""
-    tag = f"{IMAGE_REPO}:{name}"
+    tag = f"localhost/copier-flask-test:{name}"
     iidfile = project.parent / f".iid-{name}-{uuid.uuid4().hex[:8]}"
     dockerfile = project / "Dockerfile"
     with contextlib.ExitStack() as locks:
@@ -121,9 +100,6 @@ PROJECT_CI_STEPS = (
     "uv run --no-sync pytest --cov -q -p no:cacheprovider",
 )
 
-#: What uv says at length when a package has no wheel for the Python (and may not build).
-NO_WHEEL = r"\1 has no wheel for this Python"
-
 #: The first line that says why a run failed: uv's error, a type checker's
 #: ("file:line: error: ..."), then a Python exception.
 FAILURE = (
@@ -148,7 +124,9 @@ class Run:
         for pattern in FAILURE:
             if match := pattern.search(self.output):
                 line = re.sub(r" @ registry\+\S+`", "`", match[1])  # where from: PyPI
-                line = re.sub(r"^Distribution (`\S+`) can't be installed .*", NO_WHEEL, line)
+                # uv at length: a package has no wheel for the Python (and may not build)
+                no_wheel = r"\1 has no wheel for this Python"
+                line = re.sub(r"^Distribution (`\S+`) can't be installed .*", no_wheel, line)
                 return textwrap.shorten(line, width, placeholder="...")
         return f"exit {self.returncode}"
 
@@ -186,10 +164,9 @@ def run_project_ci(
 
 def container_state(env: Mapping[str, str], name: str) -> tuple[str, int]:
     """(status, exit code) of a container."""
-    out = run_podman(
-        env, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name
-    ).stdout.split()
-    return out[0], int(out[1])
+    state = "{{.State.Status}} {{.State.ExitCode}}"
+    status, code = run_podman(env, "inspect", "--format", state, name).stdout.split()
+    return status, int(code)
 
 
 def wait_for_exit(env: Mapping[str, str], name: str, timeout: float) -> int:

@@ -36,11 +36,8 @@ NETWORK_NAME = "copier-flask"
 
 
 def cache_root() -> Path:
-    """Caches that survive test runs, outside the clone: $COPIER_FLASK_CACHE or XDG's."""
-    if override := os.environ.get("COPIER_FLASK_CACHE"):
-        return Path(override)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "copier-flask"
+    """Caches that survive test runs, outside the clone (XDG's)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "copier-flask")
 
 
 @contextlib.contextmanager
@@ -48,11 +45,8 @@ def _file_lock(path: Path) -> Iterator[None]:
     """An flock shared by xdist workers and parallel runs (freed if its holder dies)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 class PodmanError(RuntimeError):
@@ -74,28 +68,13 @@ def _run(cmd: list[str], timeout: float, check: bool = True, **options: Any) -> 
 
 
 def run_podman(
-    env: Mapping[str, str],
-    *args: str,
-    timeout: float = 600,
-    check: bool = True,
-    input: str | None = None,
+    env: Mapping[str, str], *args: str, timeout: float = 600, check: bool = True, **options: Any
 ) -> Completed:
-    """Run ``podman *args`` with ``env``; raise PodmanError on failure if check."""
-    return _run(["podman", *args], timeout, check, env=env, input=input)
+    """Run ``podman *args`` with ``env`` (``options``: input); PodmanError if it fails."""
+    return _run(["podman", *args], timeout, check, env=env, **options)
 
 
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-    except OSError:
-        return "noboot"
-
-
-def _storage_digest(graphroot: Path) -> str:
-    return hashlib.sha256(str(graphroot.resolve()).encode()).hexdigest()[:8]
-
-
-def _state_dir(graphroot: Path) -> Path:
+def _state_dir(digest: str) -> Path:
     """Per-boot state of a storage (runroot, tmp_dir, libpod's database, which must move
     with them): after a reboot or a restored CI cache they claim what no longer exists.
     Short: conmon's sockets live under it."""
@@ -103,8 +82,8 @@ def _state_dir(graphroot: Path) -> Path:
         base = Path("/run")
     else:
         base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
-    state = f"{_boot_id()}-{_storage_digest(graphroot)}"
-    return base / f"copier-flask-podman-{os.getuid()}" / state
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text()[:8]
+    return base / f"copier-flask-podman-{os.getuid()}" / f"{boot}-{digest}"
 
 
 def _ulimits() -> list[str]:
@@ -122,10 +101,8 @@ def _network_backend() -> str:
     state; COPIER_FLASK_PODMAN_NETWORK_BACKEND ("netavark" or "cni") overrides it."""
     if override := os.environ.get("COPIER_FLASK_PODMAN_NETWORK_BACKEND"):
         return override
-    for directory in ("/usr/libexec/podman", "/usr/lib/podman", "/usr/local/libexec/podman"):
-        if Path(directory, "netavark").exists():
-            return "netavark"
-    return "cni"
+    places = ("/usr/libexec/podman", "/usr/lib/podman", "/usr/local/libexec/podman")
+    return "netavark" if any(Path(place, "netavark").exists() for place in places) else "cni"
 
 
 def _oci_runtime() -> str | None:
@@ -138,32 +115,27 @@ def podman_available() -> str | None:
     """None when podman can run containers here, else why not (in podman info's words:
     broken storage drivers, runtimes or networks show up here, not in a build)."""
     missing = [tool for tool in ("podman", "debootstrap", "tar") if not shutil.which(tool)]
+    missing += [] if _oci_runtime() else ["an OCI runtime (runc or crun)"]
     if missing:
         return f"missing tools: {', '.join(missing)} (run .ci/install-containers.sh)"
-    if _oci_runtime() is None:
-        return "no OCI runtime (runc or crun) found (run .ci/install-containers.sh)"
     if os.geteuid() != 0:  # rootless podman would also need subuid ranges, not set up here
         return "container tests need root (debootstrap and rootful podman)"
     with tempfile.TemporaryDirectory(prefix="podman-probe-") as tmp:
         try:
-            env = podman_env(Path(tmp))
-            run_podman(env, "info", "--format", "{{.Host.OCIRuntime.Name}}", timeout=60)
+            runtime = ("info", "--format", "{{.Host.OCIRuntime.Name}}")
+            run_podman(podman_env(Path(tmp)), *runtime, timeout=60)
         except (OSError, subprocess.TimeoutExpired, PodmanError) as exc:
             return f"podman info failed: {exc}"
     return None
 
 
-def _write_network(config_dir: Path, backend: str, graphroot: Path) -> None:
+def _write_network(config_dir: Path, backend: str, digest: str) -> None:
     """Our own default bridge network, with a name and a /24 of its own: podman's default
     (10.88.0.0/16) is the host podman's too, which hands out the same addresses, and a
-    leftover bridge of the other backend on it captures the route (no outbound traffic).
-    COPIER_FLASK_PODMAN_SUBNET ("10.213.7.0/24") overrides the subnet."""
-    digest = _storage_digest(graphroot)
+    leftover bridge of the other backend on it captures the route (no outbound traffic)."""
     bridge = f"cf{backend[:3]}{digest[:6]}"  # at most 15 characters (IFNAMSIZ)
-    subnet = os.environ.get("COPIER_FLASK_PODMAN_SUBNET") or (
-        f"10.{213 if backend == 'netavark' else 214}.{int(digest[:2], 16)}.0/24"
-    )
-    ranges = {"subnet": subnet, "gateway": f"{subnet.rsplit('.', 1)[0]}.1"}
+    prefix = f"10.{213 if backend == 'netavark' else 214}.{int(digest[:2], 16)}"
+    ranges = {"subnet": f"{prefix}.0/24", "gateway": f"{prefix}.1"}
     if backend == "netavark":  # the format `podman network create` writes
         path = config_dir / f"{NETWORK_NAME}.json"
         network: dict[str, object] = {
@@ -209,13 +181,14 @@ def _toml(sections: dict[str, dict[str, object]]) -> str:
     )
 
 
-def podman_env(config_dir: Path, *, storage_dir: Path | None = None) -> dict[str, str]:
+def podman_env(config_dir: Path) -> dict[str, str]:
     """Write a private podman configuration under ``config_dir``; os.environ with it.
-    Images go to ``storage_dir`` (default: the cache, shared by concurrent podmans);
-    TMPDIR, where builds stage whole layers, to ``config_dir``, off a small /tmp."""
+    Images go to the cache, shared by concurrent podmans; TMPDIR, where builds stage
+    whole layers, to ``config_dir``, off a small /tmp."""
     config_dir = Path(config_dir).resolve()
-    graphroot = Path(storage_dir or cache_root() / "podman" / "storage").resolve()
-    state, tmpdir, backend = _state_dir(graphroot), config_dir / "tmp", _network_backend()
+    graphroot = (cache_root() / "podman" / "storage").resolve()
+    digest = hashlib.sha256(str(graphroot).encode()).hexdigest()[:8]  # of the storage
+    state, tmpdir, backend = _state_dir(digest), config_dir / "tmp", _network_backend()
     for directory in (config_dir, graphroot, state, tmpdir):
         directory.mkdir(parents=True, exist_ok=True)
     files: dict[str, dict[str, dict[str, object]]] = {
@@ -253,7 +226,7 @@ def podman_env(config_dir: Path, *, storage_dir: Path | None = None) -> dict[str
     }
     for name, sections in files.items():
         (config_dir / name).write_text(_toml(sections))
-    _write_network(state / "networks", backend, graphroot)
+    _write_network(state / "networks", backend, digest)
     env = dict(os.environ, TMPDIR=str(tmpdir))
     env["CONTAINERS_CONF"] = str(config_dir / "containers.conf")
     env["CONTAINERS_STORAGE_CONF"] = str(config_dir / "storage.conf")
@@ -280,7 +253,7 @@ def _first_use_this_boot(state: Path, env: Mapping[str, str]) -> None:
             run_podman(env, "rm", "--force", *orphans, check=False, timeout=300)
         # State directories of earlier boots describe nothing that still runs.
         for sibling in state.parent.iterdir():
-            if not sibling.name.startswith(f"{_boot_id()}-"):
+            if not sibling.name.startswith(state.name[:9]):  # "{boot id}-"
                 if sibling.is_dir():
                     shutil.rmtree(sibling, ignore_errors=True)
                 else:

@@ -11,11 +11,11 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 from harness.podman import _file_lock, _run, cache_root, run_podman
@@ -52,9 +52,6 @@ TESTING_PYTHONS = ("3.14", "3.15")
 TESTING_PACKAGES = (*(f"python{version}-venv" for version in TESTING_PYTHONS), "ca-certificates")
 SUITE_PACKAGES = {DEBIAN_SUITE: BASE_PACKAGES, TESTING_SUITE: TESTING_PACKAGES}
 
-#: Used when apt's sources name no mirror for DEBIAN_SUITE (e.g. Ubuntu hosts).
-FALLBACK_MIRROR = "http://deb.debian.org/debian"
-
 #: A stand-in for the official nginx image: Debian's nginx on the same base, started
 #: the way nginx:*-alpine starts.
 NGINX_DOCKERFILE = """\
@@ -71,32 +68,15 @@ CMD ["nginx", "-g", "daemon off;"]
 """
 
 
-def _apt_sources() -> Iterator[tuple[list[str], list[str]]]:
-    """(uris, suites) of each enabled binary source (apt reads only these suffixes)."""
-    listed = Path("/etc/apt/sources.list.d")
-    for path in [Path("/etc/apt/sources.list"), *sorted(listed.glob("*.list"))]:
-        for line in path.read_text().splitlines() if path.is_file() else []:
-            # options such as [signed-by=... arch=amd64] may span words
-            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-            if words[:1] == ["deb"] and len(words) >= 3:
-                yield [words[1]], [words[2]]
-    for path in sorted(listed.glob("*.sources")):
-        for stanza in re.sub(r"(?m)^#.*\n?", "", path.read_text()).split("\n\n"):
-            found = re.findall(r"(?m)^([^\s:][^:\n]*):(.*(?:\n[ \t].*)*)", stanza)
-            fields = {key.strip().lower(): value.split() for key, value in found}
-            enabled = " ".join(fields.get("enabled", [])).lower() != "no"
-            if "deb" in fields.get("types", []) and enabled:
-                yield fields.get("uris", []), fields.get("suites", [])
-
-
-def debian_mirror(suite: str = DEBIAN_SUITE) -> str:
-    """The mirror apt on this host uses for ``suite``: reachable, maybe a local one."""
-    for uris, suites in _apt_sources():
-        if suite in suites:
-            for uri in uris:
-                if uri.startswith(("http://", "https://", "file:/")):
-                    return uri
-    return FALLBACK_MIRROR
+def debian_mirror() -> str:
+    """The mirror apt on this host uses for Debian 12: reachable, maybe a local one
+    (apt reads its sources, whatever their format; --no-release-info: before any update)."""
+    targets = ["apt-get", "--no-release-info", "indextargets", "--format", "$(REPO_URI) $(RELEASE)"]
+    listing = shutil.which("apt-get") and _run(targets, 60, check=False).stdout
+    for words in (line.split() for line in (listing or "").splitlines()):
+        if words[1:] == [DEBIAN_SUITE] and words[0].startswith(("http://", "https://", "file:/")):
+            return words[0]
+    return "http://deb.debian.org/debian"  # apt names none (e.g. Ubuntu hosts)
 
 
 def _dpkg_arch() -> str:
@@ -206,8 +186,29 @@ def _build_base_tarball(tarball: Path, suite: str) -> None:
             stale.unlink(missing_ok=True)
 
 
-def _image_exists(env: Mapping[str, str], ref: str) -> bool:
-    return run_podman(env, "image", "exists", ref, check=False, timeout=120).returncode == 0
+def _image_once(env: Mapping[str, str], ref: str, lock: str, make: Callable[[], object]) -> str:
+    """``ref``, made by ``make`` unless ``env``'s storage has it, under a file lock: another
+    worker may be making it meanwhile."""
+
+    def exists() -> bool:
+        return run_podman(env, "image", "exists", ref, check=False, timeout=120).returncode == 0
+
+    if not exists():
+        with _file_lock(cache_root() / lock):
+            if not exists():
+                make()
+    return ref
+
+
+def _build(env: Mapping[str, str], ref: str, dockerfile: str, *args: str) -> None:
+    """`podman build` of a one-file context in podman's TMPDIR."""
+    context = Path(env["TMPDIR"]) / f"image-{uuid.uuid4().hex[:8]}"
+    context.mkdir(parents=True)
+    (context / "Dockerfile").write_text(dockerfile)
+    try:
+        run_podman(env, "build", "--format", "docker", *args, "-t", ref, str(context), timeout=900)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
 
 
 def ensure_base_image(env: Mapping[str, str], suite: str = DEBIAN_SUITE) -> str:
@@ -215,41 +216,28 @@ def ensure_base_image(env: Mapping[str, str], suite: str = DEBIAN_SUITE) -> str:
     (security updates, testing's new Pythons) delete the tarball and ``podman rmi`` it."""
     key = base_image_key(suite)
     ref = f"localhost/copier-flask-python:{suite}-{key}"
-    if _image_exists(env, ref):
-        return ref
-    with _file_lock(cache_root() / f"base-{key}.lock"):
-        if not _image_exists(env, ref):  # another worker may have made it meanwhile
-            tarball = cache_root() / f"{_tarball_prefix(suite)}{key}.tar"
-            if not tarball.is_file():
-                _build_base_tarball(tarball, suite)
-            changes = [arg for change in BASE_IMAGE_CHANGES for arg in ("--change", change)]
-            run_podman(env, "import", *changes, str(tarball), ref, timeout=600)
-    return ref
+    tarball = cache_root() / f"{_tarball_prefix(suite)}{key}.tar"
 
+    def make() -> None:
+        if not tarball.is_file():
+            _build_base_tarball(tarball, suite)
+        changes = [arg for change in BASE_IMAGE_CHANGES for arg in ("--change", change)]
+        run_podman(env, "import", *changes, str(tarball), ref, timeout=600)
 
-def official_python_image(python: str) -> str:
-    """The image the generated Dockerfile names for ``python`` (its FROM line)."""
-    return f"docker.io/library/python:{python}-slim-trixie"
+    return _image_once(env, ref, f"base-{key}.lock", make)
 
 
 def ensure_python_image(env: Mapping[str, str], python: str) -> str:
-    """A stand-in for python:``python``-slim-trixie from Debian testing; its ref. Also
-    tagged with that name, which the storage's users share: take it from here again right
-    before a build, and check the Python of what was built."""
+    """A stand-in for python:``python``-slim-trixie from Debian testing; its ref."""
     if python not in TESTING_PYTHONS:
         raise ValueError(f"Debian testing offers Python {', '.join(TESTING_PYTHONS)}, not {python}")
     base = ensure_base_image(env, TESTING_SUITE)
     ref = f"localhost/copier-flask-python:{python}-{base_image_key(TESTING_SUITE)}"
-    with _file_lock(cache_root() / f"python-{python}-image.lock"):
-        if not _image_exists(env, ref):
-            targets = dict.fromkeys(("python", "python3"), f"/usr/bin/python{python}")
-            targets |= dict.fromkeys(("pip", "pip3"), f"pip{python}")
-            links = " && ".join(
-                f"ln -sf {to} /usr/local/bin/{name}" for name, to in targets.items()
-            )
-            _build_image(env, ref, "Containerfile", f"FROM {base}\nRUN {links}\n", "--pull=never")
-        run_podman(env, "tag", ref, official_python_image(python))
-    return ref
+    targets = dict.fromkeys(("python", "python3"), f"/usr/bin/python{python}")
+    targets |= dict.fromkeys(("pip", "pip3"), f"pip{python}")
+    links = " && ".join(f"ln -sf {to} /usr/local/bin/{name}" for name, to in targets.items())
+    build = partial(_build, env, ref, f"FROM {base}\nRUN {links}\n", "--pull=never")
+    return _image_once(env, ref, f"python-{python}-image.lock", build)
 
 
 def ensure_nginx_image(env: Mapping[str, str]) -> str:
@@ -264,21 +252,6 @@ def ensure_derived_image(
     once per storage and recipe; its reference. apt reaches the base image's mirror."""
     recipe = hashlib.sha256(dockerfile.encode()).hexdigest()[:8]
     ref = f"localhost/copier-flask-{name}:{suite}-{base_image_key(suite)}-{recipe}"
-    if _image_exists(env, ref):
-        return ref
-    with _file_lock(cache_root() / f"{name}-{suite}-image.lock"):
-        if not _image_exists(env, ref):
-            base_arg = f"BASE_IMAGE={ensure_base_image(env, suite)}"
-            _build_image(env, ref, "Dockerfile", dockerfile, "--build-arg", base_arg)
-    return ref
-
-
-def _build_image(env: Mapping[str, str], ref: str, file: str, text: str, *args: str) -> None:
-    """`podman build` of a one-file context in podman's TMPDIR."""
-    context = Path(env["TMPDIR"]) / f"image-{uuid.uuid4().hex[:8]}"
-    context.mkdir(parents=True)
-    (context / file).write_text(text)
-    try:
-        run_podman(env, "build", "--format", "docker", *args, "-t", ref, str(context), timeout=900)
-    finally:
-        shutil.rmtree(context, ignore_errors=True)
+    base = f"BASE_IMAGE={ensure_base_image(env, suite)}"
+    build = partial(_build, env, ref, dockerfile, "--build-arg", base)
+    return _image_once(env, ref, f"{name}-{suite}-image.lock", build)
