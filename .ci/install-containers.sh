@@ -19,7 +19,7 @@ packages=(
   aardvark-dns              # name resolution on user-created networks (multi-container tests)
   iptables                  # netavark programs NAT/port-forwarding rules with it
   uidmap                    # newuidmap/newgidmap: harmless for root, needed rootless
-  catatonit                 # the pause process of pods: `podman kube play` (tests/test_k8s.py)
+  catatonit                 # the pause process of pods: `podman kube play` (tests/container/test_container.py)
   tar
 )
 

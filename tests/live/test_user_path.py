@@ -5,7 +5,7 @@ The README's own lines run literally in a clean environment (harness/readme.py):
 `python` on PATH, an empty HOME, uv as the README says to install it. The static checks
 are in tests/quick/test_user_path_static.py, the update script's messages in
 tests/update/test_update_workflow.py, the fresh clone's compose settings in
-tests/container/test_compose.py.
+tests/container/test_container.py.
 """
 
 from __future__ import annotations
