@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,8 +155,7 @@ def test_fleet_member_updates_without_losing_work(
 
     body_file = tmp_path / "pull-request.md"
     started = time.monotonic()
-    command = [sys.executable, str(tv.UPDATE_SCRIPT), "--body-file", str(body_file)]
-    output = tv.succeeded(tv.run_as_user(project, [*command, *member.update_args]))
+    output = tv.update_script(project, "--body-file", str(body_file), *member.update_args)
     seconds = time.monotonic() - started
 
     # On its own branch, one commit on top of the user's, the tree clean.
