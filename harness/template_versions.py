@@ -54,11 +54,9 @@ USER_STYLE = "body { background: papayawhip; }  /* mine */\n"
 
 # What 2.0.0 changes, as the lines a test can look for.
 V2_TIMEOUT = 'timeout = env_int("GUNICORN_TIMEOUT", 45)  # v2: a shorter bound'
-V2_GUNICORN_TAIL = "# v2: a closing note added by the template"
+V2_NOTE = "# v2: a note added by the template"  # at the end of gunicorn, Procfile and nginx
 V2_VIEW = '@bp.get("/v2")\ndef v2_page() -> str:\n    return "added in v2"\n'
 V2_DOCKERFILE = 'LABEL org.opencontainers.image.version="2.0.0"'
-V2_PROCFILE = "# v2: a note the template added to the Procfile"
-V2_NGINX_TAIL = "# v2: a note added by the template"
 # The update pull request quotes the entries newer than the project's version.
 V2_CHANGELOG = """\
 ## 2.0.0 (a test release)
@@ -91,7 +89,9 @@ def git(cwd: Path, *args: str) -> str:
     return result.stdout
 
 
-def commit_all(repo: Path, message: str, tag: str = "") -> None:
+def commit_all(repo: Path, message: str, tag: str = "", init: bool = False) -> None:
+    if init:
+        git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--no-gpg-sign", "-m", message)
     if tag:
@@ -118,10 +118,10 @@ def _make_v2(root: Path) -> None:
     template = root / "template"
     gunicorn = template / "{% if server == 'gunicorn' %}gunicorn.conf.py{% endif %}.jinja"
     edit(gunicorn, r"^timeout = .*$", V2_TIMEOUT)
-    append(gunicorn, V2_GUNICORN_TAIL)
+    append(gunicorn, V2_NOTE)
     append(template / "{{package_name}}" / "views.py.jinja", "\n\n" + V2_VIEW)
     append(template / "{% if with_docker %}Dockerfile{% endif %}.jinja", V2_DOCKERFILE)
-    append(template / "{% if with_procfile %}Procfile{% endif %}.jinja", V2_PROCFILE)
+    append(template / "{% if with_procfile %}Procfile{% endif %}.jinja", V2_NOTE)
     # A change the user's own stylesheet must not get (_skip_if_exists).
     append(template / "{{package_name}}" / "static" / "style.css", "/* v2: a change */")
     insert_after(root / "CHANGELOG.md", BEFORE_FIRST_HEADING, V2_CHANGELOG)
@@ -133,7 +133,7 @@ def _make_v2(root: Path) -> None:
     assert old.is_file(), f"the nginx config moved in the working tree: {old} is gone"
     new.parent.mkdir()
     old.rename(new)
-    append(new, V2_NGINX_TAIL)
+    append(new, V2_NOTE)
     config_path = root / "copier.yml"
     config = yaml.safe_load(config_path.read_text())
     config["_migrations"] = [MOVE_MIGRATION, *config.get("_migrations", [])]
@@ -155,8 +155,7 @@ def build_template_versions(root: Path) -> Path:
     """A git repo at `root` with tags 1.0.0 (the working tree) and 2.0.0."""
     root.mkdir(parents=True)
     _copy_working_tree(root)
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, "the template as it is", tag=V1)
+    commit_all(root, "the template as it is", tag=V1, init=True)
     _make_v2(root)
     commit_all(root, "the next release", tag=V2)
     return root
@@ -168,8 +167,7 @@ def build_release_versions(root: Path) -> Path:
     archive = root.parent / f"{RELEASED}.tar"
     git(REPO, "archive", f"--output={archive}", RELEASES[RELEASED], *released)
     shutil.unpack_archive(archive, root)
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, f"{RELEASED} as released", tag=RELEASED)
+    commit_all(root, f"{RELEASED} as released", tag=RELEASED, init=True)
     _copy_working_tree(root)
     commit_all(root, "the working tree", tag=NEXT)
     return root
@@ -186,8 +184,7 @@ def copy_project(template: Path, dst: Path, vcs_ref: str = V1, **answers: Any) -
         defaults=True,
         quiet=True,
     )
-    git(dst, "init", "-q", "-b", "main")
-    commit_all(dst, "generated from the template")
+    commit_all(dst, "generated from the template", init=True)
     return dst
 
 
@@ -252,9 +249,7 @@ def conflict_files(project: Path) -> list[str]:
 
 def marker_files(project: Path) -> list[str]:
     """Files with a conflict marker at the start of a line."""
-    markers = re.compile(r"^(<<<<<<< |>>>>>>> )", re.MULTILINE)
+    markers = re.compile(rb"^(<<<<<<< |>>>>>>> )", re.MULTILINE)
     return sorted(
-        name
-        for name, (content, _) in snapshot(project).items()
-        if markers.search(content.decode(errors="replace"))
+        name for name, (content, _) in snapshot(project).items() if markers.search(content)
     )

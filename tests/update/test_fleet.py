@@ -1,8 +1,6 @@
-"""A fleet of twelve projects updated from one template release, as the weekly workflow does.
-
-Each is generated at 1.0.0 with its own answers (the two presets among them), gets one
-typical edit of its own, is committed, and is updated to 2.0.0 by the script the generated
-workflow runs, taken from the template. One test per project, so pytest-xdist spreads the
+"""A fleet of twelve projects, each generated at 1.0.0 with its own answers (the two presets
+among them) and one typical edit, committed, then updated to 2.0.0 by the template's copy of
+the script the weekly workflow runs. One test per project, so pytest-xdist spreads the
 fleet; each records a row of the session's table (tests/conftest.py).
 """
 

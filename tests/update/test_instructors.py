@@ -7,13 +7,13 @@ the instructor fixes the template; a student edits the very lines the fix change
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
 
 from harness import REPO
 from harness import template_versions as tv
+from harness.readme import readme_blocks
 
 GITHUB = "https://github.com/you/"
 GUNICORN_CONF = "{% if server == 'gunicorn' %}gunicorn.conf.py{% endif %}.jinja"
@@ -30,8 +30,8 @@ def run_block(block: str, cwd: Path, forge: Path) -> str:
 
 
 def test_the_instructors_commands_work_as_written(tmp_path: Path) -> None:
-    section = (REPO / "README.md").read_text().split("## For instructors", 1)[1].split("\n## ")[0]
-    blocks = re.findall(r"^```sh\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    readme = readme_blocks((REPO / "README.md").read_text())
+    blocks = [block.text for block in readme if block.section.startswith("For instructors")]
     assert len(blocks) == 5, "this test follows the section's five blocks; update both"
     make_preset, make_kit, student_copy, tag_fix, student_update = blocks
     forge, home = tmp_path / "forge", tmp_path / "home"
@@ -43,8 +43,7 @@ def test_the_instructors_commands_work_as_written(tmp_path: Path) -> None:
         ".git", ".venv", "build", "__pycache__", "*.pyc", ".ruff_cache", ".pytest_cache"
     )
     shutil.copytree(REPO, forge / "copier-flask", ignore=ignore)
-    tv.git(forge / "copier-flask", "init", "-q", "-b", "main")
-    tv.commit_all(forge / "copier-flask", "copier-flask")
+    tv.commit_all(forge / "copier-flask", "copier-flask", init=True)
     tv.git(forge, "init", "-q", "-b", "main", "python-101-kit")
     for name in ("copier-flask", "python-101-kit"):
         # Not bare: Copier takes a bare repository's path for a folder to copy.

@@ -69,7 +69,7 @@ def test_the_user_edits_stay_the_template_changes_arrive_and_the_project_serves(
     assert merged.startswith(USER_GUNICORN_HEAD + "\n")
     # The conflicting line is kept, never overwritten; 2.0.0's is offered next to it.
     assert CONFLICT in merged
-    assert merged.rstrip().endswith(tv.V2_GUNICORN_TAIL), "merged next to the user's edits"
+    assert merged.rstrip().endswith(tv.V2_NOTE), "merged next to the user's edits"
     views = (project / tv.PACKAGE / "views.py").read_text()
     assert tv.USER_VIEW.strip() in views and tv.V2_VIEW in views
     assert tv.USER_README in (project / "README.md").read_text()
@@ -78,7 +78,7 @@ def test_the_user_edits_stay_the_template_changes_arrive_and_the_project_serves(
     assert (project / "Dockerfile").read_text().rstrip().endswith(tv.V2_DOCKERFILE)
     moved = (project / NGINX_AT_V2).read_text()
     assert moved.startswith(NGINX_EDIT + "\n"), "the user's edit moved with the file"
-    assert moved.rstrip().endswith(tv.V2_NGINX_TAIL), "and the template's change merged in"
+    assert moved.rstrip().endswith(tv.V2_NOTE), "and the template's change merged in"
     assert not nginx.exists()
     # The migration ran exactly once, and merged three ways (with a real base).
     runs = re.findall(r"^move_path: .*$", output, re.MULTILINE)
@@ -134,9 +134,9 @@ def test_turning_an_option_on_and_off_and_a_conflict_in_rej_mode(
     assert answers(project)["with_docker"] is True
     # The moved file this user never edited: at its new place, the old one gone. The
     # Procfile they kept gets 2.0.0's change (the test above deleted it).
-    assert tv.V2_NGINX_TAIL in (project / NGINX_AT_V2).read_text()
+    assert tv.V2_NOTE in (project / NGINX_AT_V2).read_text()
     assert not (project / NGINX_AT_V1).exists()
-    assert (project / "Procfile").read_text().rstrip().endswith(tv.V2_PROCFILE)
+    assert (project / "Procfile").read_text().rstrip().endswith(tv.V2_NOTE)
     tv.commit_all(project, "docker on")
 
     # Off again, at the same version, after an edit: Copier deletes the option's files,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness import REPO, venvs
 from harness import template_versions as tv
+from harness.readme import readme_blocks
 from harness.serving import serve
 from harness.tools import require_tool
 
@@ -72,11 +73,10 @@ def test_a_0_1_0_project_keeps_its_edits_gets_the_new_files_and_serves(
 
     # The shell block under this version's "By hand" in CHANGELOG.md, run as printed,
     # moves the pin into the lock.
-    section = (REPO / "CHANGELOG.md").read_text().split(f"## {NEW}", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```sh\n(.*?)```", section.split("### By hand", 1)[1], flags=re.DOTALL)
-    assert block, "no shell block under By hand"
-    lines = [line.strip() for line in block[1].splitlines()]
-    commands = [line.split("  #")[0].strip() for line in lines if line]
+    changelog = (REPO / "CHANGELOG.md").read_text().split(f"## {NEW}", 1)[1]
+    blocks = readme_blocks(changelog.split("\n## ", 1)[0].split("### By hand", 1)[1])
+    assert blocks, "no shell block under By hand"
+    commands = blocks[0].lines()
     assert commands[0].startswith("uv add ") and tv.USER_REQUIREMENT in commands[0]
     uv = require_tool("uv")
     env = venvs.uv_env(**tv.GIT_ENV)
