@@ -1,7 +1,6 @@
 """Template versions as tags of a git repo in a temp dir (`copier update` moves only
-between tags, and the tests run on an uncommitted working tree), and the commands a
-user runs on a project generated from them. 2.0.0's changes (`_make_v2`) each anchor on
-a line every version has, so that an edit of the template fails loudly instead of
+between tags), and the commands a user runs on a project generated from them. 2.0.0's
+changes each anchor on a line every version has: a template edit fails loudly, never
 turning a test into a no-op.
 """
 
@@ -28,6 +27,8 @@ V1, V2 = "1.0.0", "2.0.0"
 # commit of main's history always does (CONTRIBUTING.md: cutting a release adds one).
 RELEASES = {"0.1.0": "de30a804991611289c6f0c522e04ebe540f583be"}
 RELEASED = "0.1.0"
+# pyproject.toml's version: the one the working tree will be released as.
+NEXT = re.findall(r'^version = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.MULTILINE)[0]
 # copier.yml and template/ (which includes from includes/ and locks/), hooks/ for tasks
 # and migrations, and CHANGELOG.md, which the update script quotes.
 TEMPLATE_PARTS = ("copier.yml", "CHANGELOG.md", "template", "hooks", "includes", "locks")
@@ -53,12 +54,9 @@ USER_STYLE = "body { background: papayawhip; }  /* mine */\n"
 
 # What 2.0.0 changes, as the lines a test can look for.
 V2_TIMEOUT = 'timeout = env_int("GUNICORN_TIMEOUT", 45)  # v2: a shorter bound'
-V2_GUNICORN_TAIL = "# v2: a closing note added by the template"
+V2_NOTE = "# v2: a note added by the template"  # at the end of gunicorn, Procfile and nginx
 V2_VIEW = '@bp.get("/v2")\ndef v2_page() -> str:\n    return "added in v2"\n'
 V2_DOCKERFILE = 'LABEL org.opencontainers.image.version="2.0.0"'
-V2_PROCFILE = "# v2: a note the template added to the Procfile"
-V2_NGINX_TAIL = "# v2: a note added by the template"
-V2_STYLE = "/* v2: a change the user's own stylesheet must not get */"
 # The update pull request quotes the entries newer than the project's version.
 V2_CHANGELOG = """\
 ## 2.0.0 (a test release)
@@ -72,7 +70,8 @@ V2_CHANGELOG = """\
 
 """
 
-TEMPLATE_NGINX = "{% if with_nginx %}deploy{% endif %}/nginx"
+# A CHANGELOG up to its newest version's heading: a release's section goes after it.
+BEFORE_FIRST_HEADING = r"\A[\s\S]*?^(?=## )"
 MOVE_MIGRATION = {
     "version": V2,
     "command": [
@@ -90,7 +89,9 @@ def git(cwd: Path, *args: str) -> str:
     return result.stdout
 
 
-def commit_all(repo: Path, message: str, tag: str = "") -> None:
+def commit_all(repo: Path, message: str, tag: str = "", init: bool = False) -> None:
+    if init:
+        git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--no-gpg-sign", "-m", message)
     if tag:
@@ -109,11 +110,6 @@ def insert_after(path: Path, pattern: str, text: str) -> None:
     edit(path, pattern, lambda match: match[0] + text)
 
 
-def insert_before_first_heading(changelog: Path, section: str) -> None:
-    """Put `section` above the newest version's heading, as a release does."""
-    edit(changelog, r"\A[\s\S]*?^(?=## )", lambda before: before[0] + section)
-
-
 def append(path: Path, text: str) -> None:
     path.write_text(path.read_text().rstrip("\n") + "\n" + text.rstrip("\n") + "\n")
 
@@ -122,20 +118,22 @@ def _make_v2(root: Path) -> None:
     template = root / "template"
     gunicorn = template / "{% if server == 'gunicorn' %}gunicorn.conf.py{% endif %}.jinja"
     edit(gunicorn, r"^timeout = .*$", V2_TIMEOUT)
-    append(gunicorn, V2_GUNICORN_TAIL)
+    append(gunicorn, V2_NOTE)
     append(template / "{{package_name}}" / "views.py.jinja", "\n\n" + V2_VIEW)
     append(template / "{% if with_docker %}Dockerfile{% endif %}.jinja", V2_DOCKERFILE)
-    append(template / "{% if with_procfile %}Procfile{% endif %}.jinja", V2_PROCFILE)
-    append(template / "{{package_name}}" / "static" / "style.css", V2_STYLE)
-    insert_before_first_heading(root / "CHANGELOG.md", V2_CHANGELOG)
+    append(template / "{% if with_procfile %}Procfile{% endif %}.jinja", V2_NOTE)
+    # A change the user's own stylesheet must not get (_skip_if_exists).
+    append(template / "{{package_name}}" / "static" / "style.css", "/* v2: a change */")
+    insert_after(root / "CHANGELOG.md", BEFORE_FIRST_HEADING, V2_CHANGELOG)
     # The move, with its `_migrations` entry as a real release needs: git sees a
     # rename; Copier sees a deleted and an added file.
-    old = template / TEMPLATE_NGINX / "{{project_slug}}.conf.jinja"
-    new = template / TEMPLATE_NGINX / "sites" / "{{project_slug}}.conf.jinja"
+    nginx = template / "{% if with_nginx %}deploy{% endif %}/nginx"
+    old = nginx / "{{project_slug}}.conf.jinja"
+    new = nginx / "sites" / old.name
     assert old.is_file(), f"the nginx config moved in the working tree: {old} is gone"
     new.parent.mkdir()
     old.rename(new)
-    append(new, V2_NGINX_TAIL)
+    append(new, V2_NOTE)
     config_path = root / "copier.yml"
     config = yaml.safe_load(config_path.read_text())
     config["_migrations"] = [MOVE_MIGRATION, *config.get("_migrations", [])]
@@ -157,18 +155,10 @@ def build_template_versions(root: Path) -> Path:
     """A git repo at `root` with tags 1.0.0 (the working tree) and 2.0.0."""
     root.mkdir(parents=True)
     _copy_working_tree(root)
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, "the template as it is", tag=V1)
+    commit_all(root, "the template as it is", tag=V1, init=True)
     _make_v2(root)
     commit_all(root, "the next release", tag=V2)
     return root
-
-
-def version_in_the_making() -> str:
-    """pyproject.toml's version: the one the working tree will be released as."""
-    found = re.search(r'^version = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.MULTILINE)
-    assert found, "pyproject.toml has no version"
-    return found[1]
 
 
 def build_release_versions(root: Path) -> Path:
@@ -177,10 +167,9 @@ def build_release_versions(root: Path) -> Path:
     archive = root.parent / f"{RELEASED}.tar"
     git(REPO, "archive", f"--output={archive}", RELEASES[RELEASED], *released)
     shutil.unpack_archive(archive, root)
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, f"{RELEASED} as released", tag=RELEASED)
+    commit_all(root, f"{RELEASED} as released", tag=RELEASED, init=True)
     _copy_working_tree(root)
-    commit_all(root, "the working tree", tag=version_in_the_making())
+    commit_all(root, "the working tree", tag=NEXT)
     return root
 
 
@@ -195,8 +184,7 @@ def copy_project(template: Path, dst: Path, vcs_ref: str = V1, **answers: Any) -
         defaults=True,
         quiet=True,
     )
-    git(dst, "init", "-q", "-b", "main")
-    commit_all(dst, "generated from the template")
+    commit_all(dst, "generated from the template", init=True)
     return dst
 
 
@@ -215,6 +203,12 @@ def run_as_user(
         text=True,
         timeout=300,
     )
+
+
+def update_script(project: Path, *args: str, script: Path | str = UPDATE_SCRIPT, **env: str) -> str:
+    """The update workflow's script (the template's copy unless `script` is given) run
+    in `project`; its output. It must succeed."""
+    return succeeded(run_as_user(project, [sys.executable, str(script), *args], **env))
 
 
 def run_copier(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -255,9 +249,7 @@ def conflict_files(project: Path) -> list[str]:
 
 def marker_files(project: Path) -> list[str]:
     """Files with a conflict marker at the start of a line."""
-    markers = re.compile(r"^(<<<<<<< |>>>>>>> )", re.MULTILINE)
+    markers = re.compile(rb"^(<<<<<<< |>>>>>>> )", re.MULTILINE)
     return sorted(
-        name
-        for name, (content, _) in snapshot(project).items()
-        if markers.search(content.decode(errors="replace"))
+        name for name, (content, _) in snapshot(project).items() if markers.search(content)
     )

@@ -1,8 +1,6 @@
-"""A fleet of twelve projects updated from one template release, as the weekly workflow does.
-
-Each is generated at 1.0.0 with its own answers (the two presets among them), gets one
-typical edit of its own, is committed, and is updated to 2.0.0 by the script the generated
-workflow runs, taken from the template. One test per project, so pytest-xdist spreads the
+"""A fleet of twelve projects, each generated at 1.0.0 with its own answers (the two presets
+among them) and one typical edit, committed, then updated to 2.0.0 by the template's copy of
+the script the weekly workflow runs. One test per project, so pytest-xdist spreads the
 fleet; each records a row of the session's table (tests/conftest.py).
 """
 
@@ -10,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,8 +153,7 @@ def test_fleet_member_updates_without_losing_work(
 
     body_file = tmp_path / "pull-request.md"
     started = time.monotonic()
-    command = [sys.executable, str(tv.UPDATE_SCRIPT), "--body-file", str(body_file)]
-    output = tv.succeeded(tv.run_as_user(project, [*command, *member.update_args]))
+    output = tv.update_script(project, "--body-file", str(body_file), *member.update_args)
     seconds = time.monotonic() - started
 
     # On its own branch, one commit on top of the user's, the tree clean.

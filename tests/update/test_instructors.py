@@ -7,13 +7,13 @@ the instructor fixes the template; a student edits the very lines the fix change
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
 
 from harness import REPO
 from harness import template_versions as tv
+from harness.readme import readme_blocks
 
 GITHUB = "https://github.com/you/"
 GUNICORN_CONF = "{% if server == 'gunicorn' %}gunicorn.conf.py{% endif %}.jinja"
@@ -29,34 +29,26 @@ def run_block(block: str, cwd: Path, forge: Path) -> str:
     return tv.run_shell("set -u\n" + block.replace(GITHUB, f"{forge}/"), cwd, env)
 
 
-def publish_the_template(forge: Path, work: Path) -> None:
-    """This repository as the fork on the forge, without tags (tags made in a
-    clone do not reach a fork: the instructor's first block makes one)."""
-    source = work / "source"
-    forge.mkdir()
-    # A fork is the whole repository; what git and Python leave around is not.
-    ignore = shutil.ignore_patterns(
-        ".git", ".venv", "build", "__pycache__", "*.pyc", ".ruff_cache", ".pytest_cache"
-    )
-    shutil.copytree(REPO, source, ignore=ignore)
-    tv.git(source, "init", "-q", "-b", "main")
-    tv.commit_all(source, "copier-flask")
-    for name in ("copier-flask", "python-101-kit"):
-        # Not bare: Copier takes a bare repository's path for a folder to copy.
-        # updateInstead lets pushes into its checked-out branch, like GitHub.
-        tv.git(forge, "init", "-q", "-b", "main", name)
-        tv.git(forge / name, "config", "receive.denyCurrentBranch", "updateInstead")
-    tv.git(source, "push", "-q", str(forge / "copier-flask"), "main")
-
-
 def test_the_instructors_commands_work_as_written(tmp_path: Path) -> None:
-    section = (REPO / "README.md").read_text().split("## For instructors", 1)[1].split("\n## ")[0]
-    blocks = re.findall(r"^```sh\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    readme = readme_blocks((REPO / "README.md").read_text())
+    blocks = [block.text for block in readme if block.section.startswith("For instructors")]
     assert len(blocks) == 5, "this test follows the section's five blocks; update both"
     make_preset, make_kit, student_copy, tag_fix, student_update = blocks
     forge, home = tmp_path / "forge", tmp_path / "home"
     home.mkdir()
-    publish_the_template(forge, tmp_path)
+    # This repository as the fork on the forge, without tags (tags made in a clone do not
+    # reach a fork: the first block makes one). A fork is the whole repository; what git
+    # and Python leave around is not.
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "build", "__pycache__", "*.pyc", ".ruff_cache", ".pytest_cache"
+    )
+    shutil.copytree(REPO, forge / "copier-flask", ignore=ignore)
+    tv.commit_all(forge / "copier-flask", "copier-flask", init=True)
+    tv.git(forge, "init", "-q", "-b", "main", "python-101-kit")
+    for name in ("copier-flask", "python-101-kit"):
+        # Not bare: Copier takes a bare repository's path for a folder to copy.
+        # updateInstead lets pushes into its checked-out branch, like GitHub.
+        tv.git(forge / name, "config", "receive.denyCurrentBranch", "updateInstead")
 
     # Blocks 1 and 2 in one shell, as one terminal runs them: block 1 ends where block 2 starts.
     run_block(make_preset + make_kit, home, forge)
@@ -80,7 +72,7 @@ def test_the_instructors_commands_work_as_written(tmp_path: Path) -> None:
     # The instructor's fix, committed in the fork as the prose says; then the block tags it.
     fork = home / "copier-flask"
     tv.edit(fork / "template" / GUNICORN_CONF, r"^timeout = .*$", FIX)
-    tv.insert_before_first_heading(fork / "CHANGELOG.md", FIX_CHANGELOG)
+    tv.insert_after(fork / "CHANGELOG.md", tv.BEFORE_FIRST_HEADING, FIX_CHANGELOG)
     tv.commit_all(fork, "Fix: a longer timeout for the exercise")
     run_block(tag_fix, home, forge)
 

@@ -1,19 +1,15 @@
 """`copier update` never loses a user's work: scenarios on real git repos.
 
-Each generates a project from template 1.0.0 (the working tree), commits it, edits it as
-a user would, commits again and updates it to 2.0.0 (harness/template_versions.py) with
-the generated README's command. move_path.py's own cases: tests/quick/test_move_path.py.
+Each generates a project from template 1.0.0 (the working tree), edits it as a user would,
+commits and updates it to 2.0.0 (harness/template_versions.py) with the generated README's
+command. move_path.py's own cases: tests/quick/test_move_path.py.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 from harness import template_versions as tv
 from harness import venvs
@@ -25,6 +21,7 @@ NGINX_AT_V2 = "deploy/nginx/sites/demo-shop.conf"
 # still sets GUNICORN_TIMEOUT for its stuck-request test).
 USER_TIMEOUT = 'timeout = env_int("GUNICORN_TIMEOUT", 120)  # mine: the reports endpoint is slow'
 USER_GUNICORN_HEAD = "# mine: tuned for the reports service"
+NGINX_EDIT = "# mine: the reports team proxies through this host"
 CONFLICT = f"""<<<<<<< before updating
 {USER_TIMEOUT}
 =======
@@ -33,20 +30,19 @@ CONFLICT = f"""<<<<<<< before updating
 """
 
 
-@dataclass
-class Updated:
-    project: Path
-    output: str
-    dotenv: tuple[bytes, int]  # .env's bytes and mtime before the update
-
-    def read(self, name: str) -> str:
-        return (self.project / name).read_text()
+def check_update(project: Path, available: bool, current: str) -> None:
+    """`copier check-update`, the README's first command."""
+    result = tv.run_copier(project, "check-update", "--output-format=json")
+    tv.succeeded(result)
+    expected = {"update_available": available, "current_version": current, "latest_version": tv.V2}
+    assert json.loads(result.stdout) == expected
 
 
-@pytest.fixture(scope="module")
-def main_update(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Updated:
-    """A project with a user's typical edits, committed, updated to 2.0.0; tests only read it."""
-    project = tv.copy_project(template, tmp_path_factory.mktemp("main") / "demo-shop")
+def test_the_user_edits_stay_the_template_changes_arrive_and_the_project_serves(
+    template: Path, venv_bin: Path, tmp_path: Path
+) -> None:
+    project = tv.copy_project(template, tmp_path / "demo-shop")
+    check_update(project, available=True, current=tv.V1)
     gunicorn = project / "gunicorn.conf.py"
     # The same line as the template's change (a conflict), and a far one (none).
     tv.edit(gunicorn, r"^timeout = .*$", USER_TIMEOUT)
@@ -56,60 +52,64 @@ def main_update(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Upd
     tv.append(project / "requirements.txt", tv.USER_REQUIREMENT)
     (project / "Procfile").unlink()  # an optional file this user does not want
     (project / tv.PACKAGE / "static" / "style.css").write_text(tv.USER_STYLE)
+    nginx = project / NGINX_AT_V1  # a file 2.0.0 moves
+    nginx.write_text(f"{NGINX_EDIT}\n{nginx.read_text()}")
+    (project / "notes.txt").write_text("untracked counts as dirty too\n")
+    before = tv.snapshot(project)
+    refused = tv.copier_update(project)
+    assert refused.returncode != 0
+    assert "Destination repository is dirty; cannot continue" in refused.stderr
+    assert tv.snapshot(project) == before
     tv.commit_all(project, "my edits")
-    dotenv = project / ".env"
-    before = (dotenv.read_bytes(), dotenv.stat().st_mtime_ns)
-    return Updated(project, tv.succeeded(tv.copier_update(project)), before)
+    output = tv.succeeded(tv.copier_update(project))
 
-
-def test_the_user_edits_stay_and_the_template_changes_arrive(main_update: Updated) -> None:
-    assert f"Updating to template version {tv.V2}" in main_update.output
-    assert answers(main_update.project)["_commit"] == tv.V2
-    gunicorn = main_update.read("gunicorn.conf.py")
-    assert gunicorn.startswith(USER_GUNICORN_HEAD + "\n")
-    assert USER_TIMEOUT in gunicorn, "the conflicting line is kept, never overwritten"
-    assert tv.V2_TIMEOUT in gunicorn, "offered inside the conflict"
-    assert gunicorn.rstrip().endswith(tv.V2_GUNICORN_TAIL), "merged next to the user's edits"
-    views = main_update.read(f"{tv.PACKAGE}/views.py")
+    assert f"Updating to template version {tv.V2}" in output
+    assert answers(project)["_commit"] == tv.V2
+    merged = gunicorn.read_text()
+    assert merged.startswith(USER_GUNICORN_HEAD + "\n")
+    # The conflicting line is kept, never overwritten; 2.0.0's is offered next to it.
+    assert CONFLICT in merged
+    assert merged.rstrip().endswith(tv.V2_NOTE), "merged next to the user's edits"
+    views = (project / tv.PACKAGE / "views.py").read_text()
     assert tv.USER_VIEW.strip() in views and tv.V2_VIEW in views
-    assert tv.USER_README in main_update.read("README.md")
-    assert tv.USER_REQUIREMENT in main_update.read("requirements.txt").splitlines()
-    assert not (main_update.project / "Procfile").exists(), "a deleted file stays deleted"
-    assert main_update.read("Dockerfile").rstrip().endswith(tv.V2_DOCKERFILE)
-    # The moved file the user never edited: at its new place, the old one gone.
-    assert tv.V2_NGINX_TAIL in main_update.read(NGINX_AT_V2)
-    assert not (main_update.project / NGINX_AT_V1).exists()
+    assert tv.USER_README in (project / "README.md").read_text()
+    assert tv.USER_REQUIREMENT in (project / "requirements.txt").read_text().splitlines()
+    assert not (project / "Procfile").exists(), "a deleted file stays deleted"
+    assert (project / "Dockerfile").read_text().rstrip().endswith(tv.V2_DOCKERFILE)
+    moved = (project / NGINX_AT_V2).read_text()
+    assert moved.startswith(NGINX_EDIT + "\n"), "the user's edit moved with the file"
+    assert moved.rstrip().endswith(tv.V2_NOTE), "and the template's change merged in"
+    assert not nginx.exists()
+    # The migration ran exactly once, and merged three ways (with a real base).
+    runs = re.findall(r"^move_path: .*$", output, re.MULTILINE)
+    assert runs == [
+        f"move_path: {NGINX_AT_V1} moved to {NGINX_AT_V2}; merged your edits (three-way)"
+    ]
 
-
-def test_a_conflict_is_named_and_user_owned_files_are_untouched(main_update: Updated) -> None:
-    assert CONFLICT in main_update.read("gunicorn.conf.py")
     # Only the file both changed; unmerged in git, so it cannot be committed unresolved.
-    assert tv.marker_files(main_update.project) == ["gunicorn.conf.py"]
-    assert tv.conflict_files(main_update.project) == ["gunicorn.conf.py"]
+    assert tv.marker_files(project) == ["gunicorn.conf.py"]
+    assert tv.conflict_files(project) == ["gunicorn.conf.py"]
     # The output names it (hooks/migrations/report_update.py), and the moved file's old path.
-    assert "1 file(s) with conflicts" in main_update.output
-    assert "\n  gunicorn.conf.py\n" in main_update.output
-    assert f"\n  {NGINX_AT_V1}\n" in main_update.output
-
-    dotenv = main_update.project / ".env"
-    assert (dotenv.read_bytes(), dotenv.stat().st_mtime_ns) == main_update.dotenv
+    assert "1 file(s) with conflicts" in output
+    assert "\n  gunicorn.conf.py\n" in output
+    assert f"\n  {NGINX_AT_V1}\n" in output
+    assert tv.snapshot(project)[".env"] == before[".env"], "bytes and mtime"
     # hooks/write_dotenv.py prints on every run; on update Copier runs tasks three times
     # (old copy, new copy, project), so silence proves the copy-only guard held each time.
-    assert ".env" not in main_update.output
+    assert ".env" not in output
     # _skip_if_exists holds in a project that deleted a file (see copier.yml).
-    assert main_update.read(f"{tv.PACKAGE}/static/style.css") == tv.USER_STYLE
+    assert (project / tv.PACKAGE / "static" / "style.css").read_text() == tv.USER_STYLE
 
-
-def test_the_updated_project_passes_its_tests_and_serves(
-    main_update: Updated, venv_bin: Path, tmp_path: Path
-) -> None:
-    project = tmp_path / "demo-shop"  # the conflict resolved as this user would, on a copy
-    shutil.copytree(main_update.project, project)
-    gunicorn = project / "gunicorn.conf.py"
-    tv.edit(gunicorn, re.escape(CONFLICT), USER_TIMEOUT + "\n")  # the user's side kept
+    # The conflict resolved as this user would (their side kept). Updating again (same
+    # version) must not run the migration again or change anything.
+    tv.edit(gunicorn, re.escape(CONFLICT), USER_TIMEOUT + "\n")
     assert tv.marker_files(project) == []
-    tv.succeeded(venvs.run_project_tests(project, venvs.run_env(venv_bin)))
+    tv.commit_all(project, "update to 2.0.0")
+    assert "move_path" not in tv.succeeded(tv.copier_update(project))
+    assert tv.git(project, "status", "--porcelain") == ""
+    check_update(project, available=False, current=tv.V2)
 
+    tv.succeeded(venvs.run_project_tests(project, venvs.run_env(venv_bin)))
     with serve(project, tmp_path / "logs", venvs.production_env(venv_bin)) as served:
         assert served.get("/healthz").status == served.get("/").status == 200
         assert served.get("/mine").body == b"a view of my own"
@@ -132,6 +132,11 @@ def test_turning_an_option_on_and_off_and_a_conflict_in_rej_mode(
     assert (project / "Dockerfile").read_text().rstrip().endswith(tv.V2_DOCKERFILE)
     assert (project / ".dockerignore").is_file()
     assert answers(project)["with_docker"] is True
+    # The moved file this user never edited: at its new place, the old one gone. The
+    # Procfile they kept gets 2.0.0's change (the test above deleted it).
+    assert tv.V2_NOTE in (project / NGINX_AT_V2).read_text()
+    assert not (project / NGINX_AT_V1).exists()
+    assert (project / "Procfile").read_text().rstrip().endswith(tv.V2_NOTE)
     tv.commit_all(project, "docker on")
 
     # Off again, at the same version, after an edit: Copier deletes the option's files,
@@ -144,48 +149,3 @@ def test_turning_an_option_on_and_off_and_a_conflict_in_rej_mode(
     assert not (project / ".dockerignore").exists()
     assert "\n  Dockerfile\n" in off
     assert "# mine: a build note" in tv.git(project, "show", "HEAD:Dockerfile")
-
-
-def check_update(project: Path, available: bool, current: str) -> None:
-    """`copier check-update`, the README's first command."""
-    result = tv.run_copier(project, "check-update", "--output-format=json")
-    tv.succeeded(result)
-    expected = {"update_available": available, "current_version": current, "latest_version": tv.V2}
-    assert json.loads(result.stdout) == expected
-
-
-def test_a_moved_file_keeps_the_users_edits_and_a_dirty_tree_is_refused(
-    template: Path, tmp_path: Path
-) -> None:
-    project = tv.copy_project(template, tmp_path / "demo-shop")
-    check_update(project, available=True, current=tv.V1)
-    mine = "# mine: the reports team proxies through this host"
-    nginx = project / NGINX_AT_V1
-    nginx.write_text(f"{mine}\n{nginx.read_text()}")
-    (project / "notes.txt").write_text("untracked counts as dirty too\n")
-    before = tv.snapshot(project)
-    refused = tv.copier_update(project)
-    assert refused.returncode != 0
-    assert "Destination repository is dirty; cannot continue" in refused.stderr
-    assert tv.snapshot(project) == before
-    tv.commit_all(project, "my nginx note")
-
-    output = tv.succeeded(tv.copier_update(project))
-    moved = (project / NGINX_AT_V2).read_text()
-    assert moved.startswith(mine + "\n"), "the user's edit moved with the file"
-    assert moved.rstrip().endswith(tv.V2_NGINX_TAIL), "and the template's change merged in"
-    assert not (project / NGINX_AT_V1).exists()
-    assert tv.marker_files(project) == [] and tv.conflict_files(project) == []
-    # A user who kept the Procfile gets 2.0.0's change (main_update's deleted it).
-    assert (project / "Procfile").read_text().rstrip().endswith(tv.V2_PROCFILE)
-    # The migration ran exactly once, and merged three ways (with a real base).
-    runs = re.findall(r"^move_path: .*$", output, re.MULTILINE)
-    assert runs == [
-        f"move_path: {NGINX_AT_V1} moved to {NGINX_AT_V2}; merged your edits (three-way)"
-    ]
-
-    # Updating again (same version) must not run it again or change anything.
-    tv.commit_all(project, "update to 2.0.0")
-    assert "move_path" not in tv.succeeded(tv.copier_update(project))
-    assert tv.git(project, "status", "--porcelain") == ""
-    check_update(project, available=False, current=tv.V2)

@@ -1,19 +1,18 @@
 """Updating a real 0.1.0 project to this release (the `released` fixture): what its users
-will get, with the generated README's command and with the update workflow's script."""
+will get, with the update workflow's script (it runs the generated README's command)."""
 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 from harness import REPO, venvs
 from harness import template_versions as tv
+from harness.readme import readme_blocks
 from harness.serving import serve
 from harness.tools import require_tool
 
-NEW = tv.version_in_the_making()
-PACKAGE = tv.PACKAGE
+NEW, PACKAGE = tv.NEXT, tv.PACKAGE
 WORKFLOW = ".github/workflows/template-update.yml"
 USER_WSGI = "# mine: started by our own process manager"
 USER_HEADING = "<h1>Tea, and nothing else</h1>"
@@ -26,22 +25,13 @@ NEW_FILES = """
 """.split()
 
 
-def by_hand_commands() -> list[str]:
-    """The shell block under this version's "By hand" in CHANGELOG.md."""
-    changelog = (REPO / "CHANGELOG.md").read_text()
-    section = changelog.split(f"## {NEW}", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```sh\n(.*?)```", section.split("### By hand", 1)[1], flags=re.DOTALL)
-    assert block, "no shell block under By hand"
-    lines = [line.strip() for line in block[1].splitlines()]
-    return [line.split("  #")[0].strip() for line in lines if line]
-
-
 def test_a_0_1_0_project_keeps_its_edits_gets_the_new_files_and_serves(
     released: Path, venv_bin: Path, tmp_path: Path
 ) -> None:
     project = tv.copy_project(released, tmp_path / "demo-shop", vcs_ref=tv.RELEASED)
     assert not (project / PACKAGE / "logs.py").exists(), "0.1.0 had no logs.py"
     assert not (project / "uv.lock").exists()
+    assert not (project / WORKFLOW).exists()
     # The user's own work, where 0.2.0 changed nothing near it (test_update.py covers
     # conflicts), and a pin added where 0.1.0's requirements.txt said to.
     tv.append(project / PACKAGE / "views.py", tv.USER_VIEW)
@@ -52,7 +42,13 @@ def test_a_0_1_0_project_keeps_its_edits_gets_the_new_files_and_serves(
     tv.edit(index, r"^\s*<h1>.*</h1>$", USER_HEADING)
     tv.append(project / "requirements.txt", tv.USER_REQUIREMENT)
     tv.commit_all(project, "my changes")
-    output = tv.succeeded(tv.copier_update(project, vcs_ref=NEW))
+    # The project has no script yet: the one it is about to get does the update.
+    output = tv.update_script(project, "--body-file", str(tmp_path / "body.md"))
+    assert (project / WORKFLOW).is_file(), "update_workflow's default reaches old projects"
+    assert "update_workflow: true" in (project / ".copier-answers.yml").read_text()
+    body = (tmp_path / "body.md").read_text()
+    assert f"### {NEW} " in body and "### 0.1.0" not in body
+    assert "Update pull requests" in body, "this CHANGELOG's entry for the new version"
 
     # The template rewrote requirements.txt: the user's line waits in a conflict block, on
     # their side, for them to move. No other file has one.
@@ -75,12 +71,16 @@ def test_a_0_1_0_project_keeps_its_edits_gets_the_new_files_and_serves(
     proxy = (project / "deploy/nginx/include/proxy.conf").read_text()
     assert "proxy_set_header X-Request-ID $request_id;" in proxy
 
-    # The CHANGELOG's "By hand" commands, run as printed, move the pin into the lock.
+    # The shell block under this version's "By hand" in CHANGELOG.md, run as printed,
+    # moves the pin into the lock.
+    changelog = (REPO / "CHANGELOG.md").read_text().split(f"## {NEW}", 1)[1]
+    blocks = readme_blocks(changelog.split("\n## ", 1)[0].split("### By hand", 1)[1])
+    assert blocks, "no shell block under By hand"
+    commands = blocks[0].lines()
+    assert commands[0].startswith("uv add ") and tv.USER_REQUIREMENT in commands[0]
     uv = require_tool("uv")
     env = venvs.uv_env(**tv.GIT_ENV)
     env["PATH"] = f"{Path(uv).parent}:{env['PATH']}"
-    commands = by_hand_commands()
-    assert commands[0].startswith("uv add ") and tv.USER_REQUIREMENT in commands[0]
     for command in commands:
         tv.run_shell(command, project, env)
     assert f'"{tv.USER_REQUIREMENT}"' in (project / "pyproject.toml").read_text()
@@ -97,18 +97,3 @@ def test_a_0_1_0_project_keeps_its_edits_gets_the_new_files_and_serves(
     assert (mine.status, mine.body) == (200, b"a view of my own")
     assert mine.headers["x-request-id"] and "content-security-policy" in mine.headers
     assert missing.status == 404 and b"request id" in missing.body
-
-
-def test_the_update_workflow_reaches_0_1_0_projects_with_this_changelog(
-    released: Path, tmp_path: Path
-) -> None:
-    project = tv.copy_project(released, tmp_path / "project", vcs_ref=tv.RELEASED)
-    assert not (project / WORKFLOW).exists()
-    # The project has no script yet: the one it is about to get does the update.
-    command = [sys.executable, str(tv.UPDATE_SCRIPT), "--body-file", str(tmp_path / "body.md")]
-    tv.succeeded(tv.run_as_user(project, command))
-    assert (project / WORKFLOW).is_file(), "update_workflow's default reaches old projects"
-    assert "update_workflow: true" in (project / ".copier-answers.yml").read_text()
-    body = (tmp_path / "body.md").read_text()
-    assert f"### {NEW} " in body and "### 0.1.0" not in body
-    assert "Update pull requests" in body, "this CHANGELOG's entry for the new version"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -19,74 +20,19 @@ WORKFLOW = ".github/workflows/template-update.yml"
 SCRIPT = ".github/scripts/update_from_template.py"
 TITLE = f"Update from the template: {tv.V1} → {tv.V2}"
 BRANCH = f"template-update/{tv.V2}"
-
-
-def run_script(project: Path, *args: str, **env: str) -> str:
-    """The project's own copy of the script, as the workflow runs it; its output."""
-    return tv.succeeded(tv.run_as_user(project, [sys.executable, SCRIPT, *args], **env))
+# The project's own copy of the script, as the workflow runs it.
+run_script = partial(tv.update_script, script=SCRIPT)
 
 
 def outputs(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines())
 
 
-def test_the_script_updates_on_a_branch_only_when_it_should(template: Path, tmp_path: Path) -> None:
-    project = tv.copy_project(template, tmp_path / "project")
-    tv.append(project / "README.md", "Not committed yet.")
-    refused = tv.run_as_user(project, [sys.executable, SCRIPT])
-    assert refused.returncode != 0
-    assert "Commit or stash your changes first" in refused.stderr
-    assert tv.git(project, "branch", "--list").split() == ["*", "main"]
-    tv.commit_all(project, "now committed")
-
-    # The branch exists on the remote already: nothing to do.
-    git_remote = tmp_path / "remote.git"
-    tv.git(tmp_path, "init", "-q", "--bare", str(git_remote))
-    tv.git(project, "remote", "add", "origin", str(git_remote))
-    tv.git(project, "push", "-q", "origin", f"main:refs/heads/{BRANCH}")
-    before = tv.git(project, "rev-parse", "HEAD")
-    output = run_script(project, "--remote", "origin", GITHUB_OUTPUT=str(tmp_path / "exists"))
-    assert "already exists on origin" in output
-    assert outputs(tmp_path / "exists") == {"branch": ""}
-    assert tv.git(project, "rev-parse", "HEAD") == before
-    assert tv.git(project, "branch", "--list").split() == ["*", "main"]
-
-    body = ["--body-file", str(tmp_path / "body.md")]
-    output = run_script(project, *body, GITHUB_OUTPUT=str(tmp_path / "github-output"))
-    assert outputs(tmp_path / "github-output") == {
-        "branch": BRANCH,
-        "title": TITLE,
-        "conflicts": "0",
-    }
-    # main is where it was; the update is one commit on the branch.
-    assert tv.git(project, "rev-list", "--count", "main").strip() == "2"
-    assert tv.git(project, "log", "-1", "--format=%s").strip() == TITLE
-    # Its messages in order, under its header; it commits without telling the user to, and
-    # Copier's reminder before the update (_message_before_update) says how to undo one.
-    header = output.index(f"Updating this project from template version {tv.V1} to {tv.V2}")
-    assert header < output.index("copier update: no conflicts.") < output.index("Committed on")
-    assert "then commit" not in output and "conflict markers (<<<<<<<)" not in output
-    assert "copier recopy --trust --defaults" in output
-
-    # Again on the updated branch: nothing newer, no branch, nothing for the workflow to do.
-    again = run_script(project, GITHUB_OUTPUT=str(tmp_path / "again"))
-    assert f"Up to date: template version {tv.V2}" in again
-    assert outputs(tmp_path / "again") == {"branch": ""}
-
-    # The recopy the README and _message_before_update give for an update gone wrong puts
-    # the template back, and the user's edit shows in the diff.
-    pristine = (project / "wsgi.py").read_text()
-    tv.append(project / "wsgi.py", "# mine: an edit the recopy sets aside")
-    tv.commit_all(project, "my edit")
-    tv.succeeded(tv.run_copier(project, "recopy", "--trust", "--defaults", "--overwrite"))
-    assert (project / "wsgi.py").read_text() == pristine
-    assert "-# mine: an edit the recopy sets aside" in tv.git(project, "diff", "--", "wsgi.py")
-
-
-def test_the_workflows_shell_steps_push_only_the_update_branch(
+def test_the_workflows_steps_push_only_the_update_branch_and_the_script_runs_by_hand(
     template: Path, tmp_path: Path
 ) -> None:
-    """Both jobs' shell steps, run here: GitHub's remote is a bare repo, gh a stub."""
+    """Both jobs' shell steps, run here: GitHub's remote is a bare repo, gh a stub. Then
+    the script as a user runs it, in the same project."""
     project = tv.copy_project(template, tmp_path / "project")
     workflow = yaml.safe_load((project / WORKFLOW).read_text())
     origin = tmp_path / "origin.git"
@@ -143,3 +89,50 @@ def test_the_workflows_shell_steps_push_only_the_update_branch(
     run_steps("pull-request", checkout_2, job2)
     assert tv.git(origin, "rev-parse", BRANCH) == head
     assert (tmp_path / "gh-calls").read_text().splitlines()[2:] == ["auth setup-git"]
+
+    # The script by hand, in the project: a dirty tree is refused.
+    tv.append(project / "README.md", "Not committed yet.")
+    refused = tv.run_as_user(project, [sys.executable, SCRIPT])
+    assert refused.returncode != 0
+    assert "Commit or stash your changes first" in refused.stderr
+    assert tv.git(project, "branch", "--list").split() == ["*", "main"]
+    tv.commit_all(project, "now committed")
+
+    # The branch exists on the remote already (the pull request above): nothing to do.
+    before = tv.git(project, "rev-parse", "HEAD")
+    output = run_script(project, "--remote", "origin", GITHUB_OUTPUT=str(tmp_path / "exists"))
+    assert "already exists on origin" in output
+    assert outputs(tmp_path / "exists") == {"branch": ""}
+    assert tv.git(project, "rev-parse", "HEAD") == before
+    assert tv.git(project, "branch", "--list").split() == ["*", "main"]
+
+    pr_text = ["--body-file", str(tmp_path / "body.md")]
+    output = run_script(project, *pr_text, GITHUB_OUTPUT=str(tmp_path / "github-output"))
+    assert outputs(tmp_path / "github-output") == {
+        "branch": BRANCH,
+        "title": TITLE,
+        "conflicts": "0",
+    }
+    # main is where it was; the update is one commit on the branch.
+    assert tv.git(project, "rev-list", "--count", "main").strip() == "2"
+    assert tv.git(project, "log", "-1", "--format=%s").strip() == TITLE
+    # Its messages in order, under its header; it commits without telling the user to, and
+    # Copier's reminder before the update (_message_before_update) says how to undo one.
+    header = output.index(f"Updating this project from template version {tv.V1} to {tv.V2}")
+    assert header < output.index("copier update: no conflicts.") < output.index("Committed on")
+    assert "then commit" not in output and "conflict markers (<<<<<<<)" not in output
+    assert "copier recopy --trust --defaults" in output
+
+    # Again on the updated branch: nothing newer, no branch, nothing for the workflow to do.
+    again = run_script(project, GITHUB_OUTPUT=str(tmp_path / "again"))
+    assert f"Up to date: template version {tv.V2}" in again
+    assert outputs(tmp_path / "again") == {"branch": ""}
+
+    # The recopy the README and _message_before_update give for an update gone wrong puts
+    # the template back, and the user's edit shows in the diff.
+    pristine = (project / "wsgi.py").read_text()
+    tv.append(project / "wsgi.py", "# mine: an edit the recopy sets aside")
+    tv.commit_all(project, "my edit")
+    tv.succeeded(tv.run_copier(project, "recopy", "--trust", "--defaults", "--overwrite"))
+    assert (project / "wsgi.py").read_text() == pristine
+    assert "-# mine: an edit the recopy sets aside" in tv.git(project, "diff", "--", "wsgi.py")
