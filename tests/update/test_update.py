@@ -2,7 +2,7 @@
 
 Each generates a project from template 1.0.0 (the working tree), edits it as a user would,
 commits and updates it to 2.0.0 (harness/template_versions.py) with the generated README's
-command. move_path.py's own cases: tests/quick/test_move_path.py.
+command. move_path.py's own cases: tests/quick/test_hooks.py.
 """
 
 from __future__ import annotations

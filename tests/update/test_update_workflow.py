@@ -1,6 +1,6 @@
 """The weekly update workflow's script and shell steps, run for real, against template
 versions in a temp git repo and a bare repo standing in for GitHub.
-tests/quick/test_template_update_workflow.py reads the workflow; test_fleet.py runs the
+tests/quick/test_workflow.py reads the workflow; test_fleet.py runs the
 script on twelve projects, test_update_from_release.py on a project of the 0.1.0 release.
 """
 
