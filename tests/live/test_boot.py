@@ -1,10 +1,12 @@
 """Rendered projects under their real servers, gunicorn and granian, on loopback: they
-serve, refuse a setting that would not work in one line, reload and stop on a signal."""
+serve, refuse a setting that would not work in one line, reload (on a signal, and on a code
+change in development with GUNICORN_RELOAD) and stop on a signal."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -18,7 +20,7 @@ from harness.http import LOOPBACK, free_port, http_get
 from harness.processes import start, stop
 from harness.procfile import serve_under_honcho
 from harness.serving import Served, answers, serve, server_command
-from harness.venvs import SECRET, production_env, project_venv, run_env, run_project_tests
+from harness.venvs import SECRET, production_env, project_venv, run_env
 from harness.waiting import eventually
 
 WAITRESS = ["waitress-serve", "--listen={host}:{port}", "wsgi:app"]
@@ -164,22 +166,6 @@ def test_sigterm_while_workers_start_stops_at_once(server_project: Path, tmp_pat
     assert took < 5, f"stopped {took:.1f} s after SIGTERM (graceful_timeout 30):\n{log}"
 
 
-def test_renders_granian_instead_of_gunicorn_and_its_tests_pass(granian_project: Path) -> None:
-    project = granian_project
-    assert server_command(project) == ["python", "run_granian.py"]
-    assert (project / "run_granian.py").exists()
-    assert not (project / "gunicorn.conf.py").exists()
-    assert "granian==" in (project / "requirements.txt").read_text()
-    assert "gunicorn" not in (project / "requirements.txt").read_text()
-    assert (project / "Procfile").read_text().startswith("web: python run_granian.py\n")
-    unit = (project / "deploy/systemd/demo-shop.service").read_text()
-    assert "GRANIAN_UDS=/run/demo-shop/granian.sock" in unit
-    site = (project / "deploy/nginx/demo-shop.conf").read_text()
-    assert "server unix:/run/demo-shop/granian.sock fail_timeout=0;" in site
-    result = run_project_tests(project, run_env(project_venv(project)))
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def test_granian_finishes_in_flight_requests_on_sigterm(
     granian_project: Path, tmp_path: Path
 ) -> None:
@@ -231,3 +217,17 @@ def test_granian_behind_nginx_on_a_unix_socket(granian_project: Path, tmp_path: 
         granian_log = stack.output()
     assert "GET /healthz" in granian_log
     assert "/static/style.css" not in granian_log, "nginx serves static files itself"
+
+
+def test_gunicorn_reload_picks_up_code_changes(default_project: Path, tmp_path: Path) -> None:
+    project = shutil.copytree(default_project, tmp_path / "project")
+    env = run_env(project_venv(default_project), FLASK_SECRET_KEY=SECRET, GUNICORN_RELOAD="1")
+    with serve(project, tmp_path / "logs", env) as served:
+        assert served.get("/healthz").body == b'{"status":"ok"}\n'
+        health = project / "demo_shop" / "health.py"
+        health.write_text(health.read_text().replace('"status": "ok"', '"status": "reloaded"'))
+        eventually(
+            lambda: b"reloaded" in served.get("/healthz").body,
+            what="gunicorn serving the changed module",
+            interval=0.2,
+        )

@@ -1,14 +1,18 @@
 """Developer tooling. The generated one passes on a fresh render of every variant, run as the
 generated CI runs it from the shared project venv (the variant's lock): `pre-commit run
 --all-files` (hooks from PyPI), mypy, and the project's tests with coverage above the floor
-in pyproject.toml. The template's own: `python3 dev.py demo` serves the defaults."""
+in pyproject.toml. The generated README's Develop commands work as printed, the way a
+newcomer runs them (tests/quick/test_newcomer_static.py reads what needs no server). The
+template's own: `python3 dev.py demo` serves the defaults."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,10 @@ import pytest
 
 from harness import REPO
 from harness.http import LOOPBACK, free_port, http_get
+from harness.readme import PLACEHOLDERS, copy_as_user, section
 from harness.render import render
+from harness.serving import serve
+from harness.template_versions import GIT_ENV
 from harness.tools import require_tool
 from harness.venvs import CACHE, project_venv, run_env, uv_env
 
@@ -112,3 +119,68 @@ def test_dev_py_demo_renders_and_serves_the_defaults() -> None:
     assert (REPO / "build" / "demo" / "gunicorn.conf.py").is_file()
     with pytest.raises(OSError):
         http_get(port, "/healthz", timeout=1)  # the server stopped with dev.py
+
+
+def test_develop_commands_work_as_printed(tmp_path: Path) -> None:
+    """From `copier copy` to a running dev server (`flask run --debug`, which reads
+    the .env Copier's task wrote), the tests, the pre-commit hooks, and adding a
+    package (which reaches uv.lock and, through the hook, requirements.txt)."""
+    # uv on PATH (from the template's own venv, as `pip install uv` gives it); no
+    # project venv active, and uv picks the interpreter from .python-version.
+    env = uv_env(**GIT_ENV, PRE_COMMIT_HOME=str(CACHE / "pre-commit"))
+    env.pop("UV_PYTHON")
+    env["PATH"] = f"{Path(require_tool('uv')).parent}{os.pathsep}{env['PATH']}"
+    project = tmp_path / "shop"
+    started = time.monotonic()
+    copy_as_user(project)
+    block = section((project / "README.md").read_text(), "Develop")
+    commands = [line.split("  #")[0].strip() for line in block.lines()]
+    assert [c.split()[:3] for c in commands] == [
+        ["uv", "sync"],
+        ["uv", "run", "flask"],
+        ["uv", "run", "pytest"],
+        ["git", "init", "-q"],
+        ["uv", "run", "pre-commit"],
+        ["uv", "add", "NAME"],
+    ]
+    sync, flask_run, test, first_commit, hooks, add = commands
+
+    result = run(project, env, "bash", "-c", sync)
+    assert result.returncode == 0, result.stderr
+    port = free_port()
+    # As printed; the port comes from Flask's own variable, so tests never clash.
+    env_run = env | {"FLASK_RUN_PORT": str(port)}
+    command = shlex.split(flask_run)
+    with serve(project, tmp_path, env_run, command=command, port=port, ready="/") as server:
+        first_page = time.monotonic() - started
+        assert "Debug mode: on" in server.output()
+    with pytest.raises(OSError):
+        http_get(port, "/healthz", timeout=1)  # stopped, reloader child included
+    print(f"FIGURE copier copy to a running dev server (uv cache warm): {first_page:.1f} s")
+
+    result = run(project, env, "bash", "-c", test)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Required test coverage" in result.stdout
+
+    result = run(project, env, "bash", "-c", first_commit)
+    assert result.returncode == 0, result.stdout + result.stderr
+    tracked = run(project, env, "git", "ls-files").stdout
+    assert "README.md" in tracked, "the first commit holds it all"
+    result = run(project, env, "bash", "-c", hooks)
+    assert result.returncode == 0, result.stdout + result.stderr
+    package = PLACEHOLDERS["NAME"]
+    result = run(project, env, "bash", "-c", add.replace("NAME", package))
+    assert result.returncode == 0, result.stderr
+    assert f'"{package}>=' in (project / "pyproject.toml").read_text()
+    assert f'name = "{package}"' in (project / "uv.lock").read_text()
+
+    # The next commit: the hook exports the new package into requirements.txt
+    # and stops the commit, as pre-commit does when a hook changed a file;
+    # adding the file and committing again succeeds.
+    commit = "git add -A && git commit -qm 'a new package'"
+    result = run(project, env, "bash", "-c", commit)
+    hook_output = result.stdout + result.stderr
+    assert result.returncode != 0 and "hook id: uv-export" in hook_output, hook_output
+    assert f"{package}==" in (project / "requirements.txt").read_text()
+    result = run(project, env, "bash", "-c", commit)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -5,6 +5,7 @@ front of a real gunicorn (over a unix socket, as on a host) forwards exactly wha
 the app trusts, carries one request id end to end, serves static files itself,
 refuses oversized bodies and unknown hosts, and keeps answering while slow clients
 hold connections open (recorded against gunicorn alone for contrast: harness/figures.py).
+In headless Chromium the pages load with their stylesheet and nothing blocked.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from harness import nginx
+from harness import REPO, nginx
+from harness.browser import chromium
 from harness.chaos import probe_copy
 from harness.clients import Samples, SlowClients, hold_slow_clients, raw_request, sample_requests
 from harness.figures import record
@@ -71,6 +73,7 @@ APP = "probe_wsgi:app"  # harness/apps/probe_wsgi.py: the app, plus what it sees
 UNKNOWN_HOST, NO_HOST = b"GET / HTTP/1.1\r\nHost: unknown.test\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n"
 RID = r"[0-9a-f]{32}"
 UNUSED = "unix:/tmp/cf-nginx-unused.sock"  # `nginx -t` never connects
+SCREENSHOTS = REPO / "build" / "browser"
 
 
 def request(
@@ -105,6 +108,7 @@ VARIANTS = {
     "no-docker-512k": {"with_docker": False, "max_body_size": "512k", "domain": "shop.example.org"},
     "1g-localhost": {"max_body_size": "1g", "domain": "localhost", "with_procfile": False},
     "other-name": {"project_name": "Order Desk", "ci": "none", "max_body_size": "20M"},
+    "granian": {"server": "granian"},
 }
 
 
@@ -114,7 +118,8 @@ def test_every_variant_passes_nginx_t_gixy_and_systemd_analyze(
 ) -> None:
     project = render(copie_session, **VARIANTS[variant])
     recorded = answers(project)
-    slug, docker = recorded["project_slug"], recorded["with_docker"]
+    slug, docker, server = recorded["project_slug"], recorded["with_docker"], recorded["server"]
+    socket = f"unix:/run/{slug}/{server}.sock"
     nginx_dir = project / "deploy/nginx"
     assert (nginx_dir / "nginx.conf").exists() == docker
     for kind in ("host", "container") if docker else ("host",):
@@ -139,19 +144,20 @@ def test_every_variant_passes_nginx_t_gixy_and_systemd_analyze(
         catch_all = f"include /srv/{slug}/deploy/nginx/include/catch-all.conf;"
         assert catch_all in host and catch_all not in container
         # The upstream says whose server it is, not `<package>_app`.
-        upstream = f"upstream {recorded['package_name']}_gunicorn {{"
+        upstream = f"upstream {recorded['package_name']}_{server} {{"
         assert upstream in host and upstream in container
-        assert f"server unix:/run/{slug}/gunicorn.sock fail_timeout=0;" in host
+        assert f"server {socket} fail_timeout=0;" in host
         assert "server web:8000 fail_timeout=0;" in container
         for conf in (host, container):
             assert "keepalive 32;" in conf and "keepalive_timeout 4s;" in conf
 
     text = (project / f"deploy/systemd/{slug}.service").read_text()
-    assert f"Environment=GUNICORN_BIND=unix:/run/{slug}/gunicorn.sock" in text
+    bind = {"gunicorn": f"GUNICORN_BIND={socket}", "granian": f"GRANIAN_UDS={socket[5:]}"}
+    assert f"Environment={bind[server]}\n" in text
     assert f"RuntimeDirectory={slug}\n" in text and f"User={slug}\n" in text
-    # verify checks that ExecStart exists: point it at a real gunicorn.
+    # verify checks that ExecStart (and ExecStartPre's flask) exists: point it at a real venv.
     unit = tmp_path / f"{slug}.service"
-    unit.write_text(text.replace(f"/srv/{slug}/.venv/bin/gunicorn", str(venv_bin / "gunicorn")))
+    unit.write_text(text.replace(f"/srv/{slug}/.venv/bin/", f"{venv_bin}/"))
     verify = [require_tool("systemd-analyze"), "verify", str(unit)]
     result = subprocess.run(verify, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stderr == "", result.stderr
@@ -361,15 +367,6 @@ def other_site(project: Path, work: Path, upstream: Path, **options: Any) -> ngi
     )
 
 
-def test_error_page_when_gunicorn_is_down(live_project: Path, tmp_path: Path) -> None:
-    site = other_site(live_project, tmp_path, Path("/tmp/cf-nginx-nobody-listens.sock"))
-    with nginx.running_nginx(site, DOMAIN):
-        response = http_get(site.port, "/", HOST)
-    assert response.status == 502
-    assert b"Temporarily unavailable" in response.body, "our page, not nginx's"
-    assert response.headers["x-content-type-options"] == "nosniff"
-
-
 def test_container_config_serves_the_same_site(
     stack: Served, live_project: Path, tmp_path: Path
 ) -> None:
@@ -421,7 +418,7 @@ def stylesheet_url(page: bytes) -> str:
     return found.group(1).decode()
 
 
-def test_a_changed_stylesheet_gets_a_new_url_after_a_restart(
+def test_a_restart_shows_our_502_page_and_a_changed_stylesheet_gets_a_new_url(
     stack: Served, live_project: Path, venv_bin: Path, tmp_path: Path
 ) -> None:
     old_url = stylesheet_url(stack.get("/").body)
@@ -438,5 +435,58 @@ def test_a_changed_stylesheet_gets_a_new_url_after_a_restart(
     with serve(project, tmp_path / "after", env, app=APP, behind_nginx=True) as after:  # the deploy
         new_url = stylesheet_url(after.get("/").body)
         fetched = after.get(new_url)
+        assert after.stop() == 0, after.output()
+        down = after.get("/")  # gunicorn stopped, nginx still up: a restart
     assert new_url != old_url and new_url.startswith("/static/style.css?v=")
     assert fetched.status == 200 and b"rebeccapurple" in fetched.body
+    assert down.status == 502
+    assert b"Temporarily unavailable" in down.body, "our page, not nginx's"
+    assert down.headers["x-content-type-options"] == "nosniff"
+
+
+def visit(browser: Any, stack: Served, path: str, name: str) -> list[dict[str, Any]]:
+    """Load `path`; keep a screenshot; the console entries it
+    produced, except the one that reports the page's own error status (a 404 page
+    is a 404), and Chromium's note that it ignores Cross-Origin-Opener-Policy over
+    plain HTTP on a name that is not localhost (it applies over HTTPS)."""
+    browser.get_log("browser")  # drop what an earlier page left
+    url = f"http://{stack.host}:{stack.port}{path}"
+    browser.get(url)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    return [
+        entry
+        for entry in browser.get_log("browser")
+        if not (
+            entry["message"].startswith(url)
+            and (
+                "the server responded with a status" in entry["message"]
+                or "Cross-Origin-Opener-Policy header has been ignored" in entry["message"]
+            )
+        )
+    ]
+
+
+def test_pages_in_a_browser_load_clean_with_their_stylesheet_and_a_csp_violation_shows(
+    stack: Served,
+) -> None:
+    """Headless Chromium, the site's domain resolved to 127.0.0.1 so that nginx gets
+    the Host it serves. For `/`, a 404 and a 500: the Content-Security-Policy blocked
+    nothing, the console stayed clean, style.css applied; a page with an inline style
+    (the probe's) proves the check sees a violation."""
+    with chromium(
+        "--window-size=1000,700",
+        f"--host-resolver-rules=MAP {stack.host} 127.0.0.1",
+        capabilities={"goog:loggingPrefs": {"browser": "ALL"}},
+    ) as browser:
+        pages = [("/", "index", "Demo Shop"), ("/nowhere", "404", "404 Not Found")]
+        for path, name, heading in [*pages, ("/_probe/crash", "500", "500 Internal Server Error")]:
+            console = visit(browser, stack, path, name)
+            assert console == [], f"{path}: CSP violations or console errors"
+            assert browser.find_element("tag name", "h1").text == heading
+            # style.css: body { max-width: 40rem } (640px); the browser default is none.
+            max_width = browser.execute_script("return getComputedStyle(document.body).maxWidth")
+            assert max_width == "640px", f"{path}: style.css did not apply"
+
+        console = visit(browser, stack, "/_probe/inline-style", "inline-style-blocked")
+        assert any("Content Security Policy" in entry["message"] for entry in console), console
