@@ -218,26 +218,23 @@ def self_signed_cert(directory: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def _uncomment(text: str, start: str) -> str:
-    """Switch on the one commented line that begins with `start`."""
-    text, found = re.subn(rf"(?m)^(\s*)# ({re.escape(start)}[^\n]*)$", r"\1\2", text)
-    assert found == 1, f"expected one commented line starting with {start!r}, found {found}"
-    return text
-
-
 def enable_tls(site: Site, slug: str, domain: str, cert: Path, key: Path) -> None:
     """Switch HTTPS on as the README tells a host to, on `site.tls_port`:
     include/https.conf where site.conf looks for it (with this certificate), and
-    handshakes for other names refused (catch-all.conf)."""
+    handshakes for other names refused (catch-all.conf's commented lines)."""
     include = site.root / "deploy" / "nginx" / "include"
     live = f"/etc/letsencrypt/live/{domain}"
     text = (include / "https.conf").read_text()
     text = text.replace(f"{live}/fullchain.pem", str(cert)).replace(f"{live}/privkey.pem", str(key))
-    (site.prefix / f"{slug}-https.conf").write_text(text)
-    listen = f"listen {LOOPBACK}:{site.tls_port} ssl"
+    https = site.prefix / f"{slug}-https.conf"
+    https.write_text(text)
     catch_all = include / "catch-all.conf"
-    catch_all.write_text(_uncomment(_uncomment(catch_all.read_text(), listen), "ssl_reject"))
-    for conf in (site.prefix / f"{slug}-https.conf", catch_all):
+    text = catch_all.read_text()
+    for line in (f"listen {LOOPBACK}:{site.tls_port} ssl", "ssl_reject"):
+        text, found = re.subn(rf"(?m)^(\s*)# ({re.escape(line)}[^\n]*)$", r"\1\2", text)
+        assert found == 1, f"expected one commented line starting with {line!r}, found {found}"
+    catch_all.write_text(text)
+    for conf in (https, catch_all):
         assert not _leftovers(conf.read_text(), slug), f"{conf} not localized"
 
 

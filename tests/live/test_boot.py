@@ -166,14 +166,19 @@ def test_sigterm_while_workers_start_stops_at_once(server_project: Path, tmp_pat
     assert took < 5, f"stopped {took:.1f} s after SIGTERM (graceful_timeout 30):\n{log}"
 
 
-def test_granian_finishes_in_flight_requests_on_sigterm(
+def test_granian_behind_nginx_finishes_in_flight_requests_on_sigterm(
     granian_project: Path, tmp_path: Path
 ) -> None:
     copy = chaos_copy(granian_project, tmp_path / "app")
     marks = tmp_path / "marks"  # a file for each /_chaos/sleep request as it starts
     marks.mkdir()
     env = production_env(project_venv(copy), WEB_CONCURRENCY="2", CHAOS_MARKS=str(marks))
-    with serve(copy, tmp_path / "logs", env, app="chaos_wsgi:app") as granian:
+    with serve(copy, tmp_path / "logs", env, app="chaos_wsgi:app", behind_nginx=True) as granian:
+        assert granian.get("/healthz").status == 200
+        static = granian.get("/static/style.css?v=0123456789ab")
+        assert static.status == 200
+        assert "max-age=31536000" in static.headers["cache-control"]
+        assert "granian" not in static.headers.get("server", "")
         granian.wait_for_log("Started worker", count=2)
         with ThreadPoolExecutor(3) as pool:
             slow = [pool.submit(granian.get, "/_chaos/sleep?s=2", timeout=20) for _ in range(3)]
@@ -183,6 +188,9 @@ def test_granian_finishes_in_flight_requests_on_sigterm(
         assert statuses == [200, 200, 200]
         assert granian.process.wait(timeout=30) == 0
         assert worker_pids(granian.pid) == set()
+        granian_log = granian.output()
+    assert "GET /healthz" in granian_log
+    assert "/static/style.css" not in granian_log, "nginx serves static files itself"
 
 
 def test_granian_reloads_new_code_on_sighup_one_worker_at_a_time(
@@ -204,19 +212,6 @@ def test_granian_reloads_new_code_on_sighup_one_worker_at_a_time(
         versions = {granian.get("/_probe/version").body for _ in range(20)}
     assert versions == {b"v2"}, "every worker runs the new code"
     assert load.failed == [], load.summary()
-
-
-def test_granian_behind_nginx_on_a_unix_socket(granian_project: Path, tmp_path: Path) -> None:
-    env = production_env(project_venv(granian_project))
-    with serve(granian_project, tmp_path, env, behind_nginx=True) as stack:
-        assert stack.get("/healthz").status == 200
-        static = stack.get("/static/style.css?v=0123456789ab")
-        assert static.status == 200
-        assert "max-age=31536000" in static.headers["cache-control"]
-        assert "granian" not in static.headers.get("server", "")
-        granian_log = stack.output()
-    assert "GET /healthz" in granian_log
-    assert "/static/style.css" not in granian_log, "nginx serves static files itself"
 
 
 def test_gunicorn_reload_picks_up_code_changes(default_project: Path, tmp_path: Path) -> None:

@@ -4,36 +4,16 @@ generated README gives Windows users. (tests/quick/test_presets_static.py reads 
 
 from __future__ import annotations
 
-import re
 import shlex
 from pathlib import Path
 
 import pytest
 
 from harness.http import LOOPBACK, free_port
+from harness.readme import readme_blocks
 from harness.render import PRESETS, render_preset
 from harness.serving import serve
 from harness.venvs import production_env, project_venv, run_env, run_project_tests
-
-
-def windows_run_command(readme: str) -> list[str]:
-    """The waitress command in the README's PowerShell blocks (or, if it has
-    none, in any fenced block): exactly one, on one line."""
-    blocks = re.findall(r"^```([^\n]*)\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
-    powershell = [body for info, body in blocks if info.strip() in {"powershell", "pwsh", "ps1"}]
-    found = {
-        # PowerShell may set variables first on the same line (`$env:X = ...;`).
-        line.split(";")[-1].split(" #")[0].strip()
-        for body in powershell or [body for _, body in blocks]
-        for line in body.splitlines()
-        if "waitress-serve" in line
-    }
-    assert len(found) == 1, f"expected one waitress-serve command in the README, got {found}"
-    # `uv run X` runs X in the project's environment: here the shared venv, with the same
-    # locked packages.
-    command = found.pop().removeprefix("uv run ")
-    assert command.startswith("waitress-serve "), command
-    return shlex.split(command)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -48,7 +28,19 @@ def test_preset_passes_its_own_tests_and_serves(preset: str, tmp_path: Path) -> 
     # PostgreSQL (/healthz and / never touch it).
     database = {"DATABASE_URL": f"sqlite:///{project / 'instance' / 'boot.sqlite3'}"}
     env = production_env(venv, **(database if (project / "migrations").is_dir() else {}))
-    waitress = windows_run_command((project / "README.md").read_text())
+    # The waitress command in the README's PowerShell blocks, exactly one, on one line;
+    # PowerShell may set variables first on the same line (`$env:X = ...;`).
+    found = {
+        line.split(";")[-1].split(" #")[0].strip()
+        for block in readme_blocks((project / "README.md").read_text(), "powershell")
+        for line in block.lines()
+        if "waitress-serve" in line
+    }
+    assert len(found) == 1, f"expected one waitress-serve command in the README, got {found}"
+    # `uv run X` runs X in the project's environment: here the shared venv, with the same
+    # locked packages.
+    waitress = shlex.split(found.pop().removeprefix("uv run "))
+    assert waitress[0] == "waitress-serve", waitress
     listen = [arg for arg in waitress if arg.startswith("--listen=")]
     assert len(listen) == 1, f"the README's command says where it listens: {waitress}"
     # As written, except the port (the README's may be taken here) and, should the
