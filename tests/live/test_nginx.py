@@ -5,6 +5,7 @@ front of a real gunicorn (over a unix socket, as on a host) forwards exactly wha
 the app trusts, carries one request id end to end, serves static files itself,
 refuses oversized bodies and unknown hosts, and keeps answering while slow clients
 hold connections open (recorded against gunicorn alone for contrast: harness/figures.py).
+A request that kills its worker costs that worker alone, under each server.
 In headless Chromium the pages load with their stylesheet and nothing blocked.
 """
 
@@ -27,7 +28,7 @@ import pytest
 
 from harness import REPO, nginx
 from harness.browser import chromium
-from harness.chaos import probe_copy
+from harness.chaos import probe_copy, worker_pids
 from harness.clients import Samples, SlowClients, hold_slow_clients, raw_request, sample_requests
 from harness.figures import record
 from harness.http import LOOPBACK, Response, free_port, http_get, https_get
@@ -35,7 +36,7 @@ from harness.processes import wait_for_text
 from harness.render import render
 from harness.serving import Served, answers, serve
 from harness.tools import require_tool
-from harness.venvs import production_env
+from harness.venvs import production_env, project_venv
 from harness.waiting import eventually
 
 SLUG, PACKAGE = "demo-shop", "demo_shop"
@@ -191,7 +192,7 @@ def stack(
         assert served.stop() == 0, served.output()
 
 
-def test_pages_health_and_static_files(stack: Served) -> None:
+def test_pages_static_files_and_each_security_header_once_from_one_layer(stack: Served) -> None:
     response = stack.get("/healthz")
     assert response.status == 200 and json.loads(response.body) == {"status": "ok"}
     response = stack.get("/")
@@ -207,7 +208,6 @@ def test_pages_health_and_static_files(stack: Served) -> None:
     assert response.headers["cache-control"] == "no-cache"
     versioned = stack.get("/static/style.css?v=0123456789ab")
     assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
-    assert stack.get("/static/missing.css").status == 404
 
     # Text above a kilobyte is gzipped.
     big = (stack.site.root / PACKAGE / "static/big.css").read_bytes()
@@ -217,6 +217,18 @@ def test_pages_health_and_static_files(stack: Served) -> None:
     assert response.headers["vary"] == "Accept-Encoding"
     small = stack.get("/static/style.css", {"Accept-Encoding": "gzip"})
     assert "content-encoding" not in small.headers, "under gzip_min_length: not worth it"
+
+    # Who sends which security header (ANSWERS): each once; no server version.
+    for method, path, status, expected in ANSWERS:
+        response, names = request(stack.port, path, {}, method)
+        assert response.status == status, path
+        for name in {*APP_HEADERS, *NGINX_HEADERS, "strict-transport-security"}:
+            assert names.count(name) == (name in expected), (path, name, names)
+        wanted = {name: value for name, value in SECURITY_HEADERS.items() if name in expected}
+        assert {name: response.headers[name] for name in wanted} == wanted, path
+        if expected == APP_HEADERS:
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["server"] == "nginx", "server_tokens off: no version"
 
     # A later request the app does see, then: the static ones never reached it.
     stack.get("/healthz?after-static")
@@ -300,21 +312,6 @@ def test_unknown_hosts_dotfiles_and_the_error_page_get_nothing(stack: Served) ->
         assert path not in stack.output()
 
 
-def test_each_security_header_comes_once_from_one_layer_and_no_server_version(
-    stack: Served,
-) -> None:
-    for method, path, status, expected in ANSWERS:
-        response, names = request(stack.port, path, {}, method)
-        assert response.status == status, path
-        for name in {*APP_HEADERS, *NGINX_HEADERS, "strict-transport-security"}:
-            assert names.count(name) == (name in expected), (path, name, names)
-        wanted = {name: value for name, value in SECURITY_HEADERS.items() if name in expected}
-        assert {name: response.headers[name] for name in wanted} == wanted, path
-        if expected == APP_HEADERS:
-            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
-        assert response.headers["server"] == "nginx", "server_tokens off: no version"
-
-
 def test_slow_clients_do_not_slow_the_site_behind_nginx(stack: Served) -> None:
     seconds = 12  # > client_header_timeout (10 s): nginx cuts the slow ones off
     samples, slow = run_with_slow_clients(stack.port, seconds)
@@ -355,6 +352,89 @@ def test_slow_clients_against_gunicorn_alone_are_recorded(
     assert samples.total >= 1, "normal requests were sent meanwhile"
     assert after.status == 200
     assert returncode == 0, alone.output()
+
+
+# -- a request that kills its worker, under each server ---------------------------
+
+# The death is timed just before the SIGKILL, but the worker's sockets close
+# only once the kernel has torn it down: nginx can still hand it a request on a
+# kept-alive connection in between, or just after, before it sees them closed.
+# Such a request starts a few milliseconds after the recorded death.
+DEATH_SLACK = 0.010
+CRASH_CLIENTS = 4
+# Quiet and steady (no worker recycling, so PIDs change only when the test acts),
+# no access logs; "gunicorn-sync": sync workers, as proxy.conf suggests them (with
+# threads > 1 gunicorn would run gthread instead).
+CRASH_SETTINGS = {"WEB_CONCURRENCY": "2", "GUNICORN_MAX_REQUESTS": "0", "GUNICORN_ACCESS_LOG": ""}
+CRASH_SERVERS = {
+    "gunicorn": ("default_project", {}),
+    "gunicorn-sync": (
+        "default_project",
+        {"GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"},
+    ),
+    "granian": ("granian_project", {"GRANIAN_LOG_ACCESS_ENABLED": "false"}),
+}
+
+
+@pytest.mark.parametrize("server", list(CRASH_SERVERS))
+def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    rendered, settings = CRASH_SERVERS[server]
+    project = probe_copy(request.getfixturevalue(rendered), tmp_path / "project")
+    died_at = tmp_path / "died-at"
+    env = production_env(
+        project_venv(project), PROBE_DIED_AT=str(died_at), **CRASH_SETTINGS | settings
+    )
+    with serve(project, tmp_path, env, app=APP, behind_nginx=True) as stack:
+        before = stack.workers(2)
+        with stack.load(clients=CRASH_CLIENTS) as load:
+            # Every worker serves some requests: nginx holds kept-alive
+            # connections to both, where its default would replay a failed request.
+            load.wait_for(ok=300)
+            started = time.monotonic()
+            answer = stack.get("/_probe/die", timeout=10)
+            took = time.monotonic() - started
+            stack.workers(2)  # both alive again (one respawned)
+            load.wait_for(ok=100)  # and serving
+        killed = before - worker_pids(stack.pid)
+    died = float(died_at.read_text())
+    # Failed requests not in flight on the dying worker (start, end in ms from its death).
+    unexplained = [
+        (round((o.started - died) * 1000, 1), round((o.ended - died) * 1000, 1))
+        for o in load.failed
+        if not (o.started < died + DEATH_SLACK and o.ended > died)
+    ]
+    others = f"others: {len(load.failed)} failed of {len(load.outcomes)}"
+    if load.failed:
+        others += (
+            f", {len(unexplained)} of them not in flight then"
+            if unexplained
+            else ", all in flight on the dying worker"
+        )
+    record(
+        "04b-crash-nginx" + ("" if server == "gunicorn" else f"-{server}"),
+        "a GET that kills its own worker (SIGKILL), 4 clients looping",
+        stack.label,
+        f"{len(killed)} worker killed; its client got HTTP {answer.status} in "
+        f"{took * 1000:.0f} ms; {others}",
+        "1 worker killed, an error page within 2 s, "
+        + ("no other failed" if server == "gunicorn-sync" else "no other failed unless in flight"),
+    )
+    assert answer.status == 502 and b"Temporarily unavailable" in answer.body
+    assert took < 2
+    # nginx does not send it again to the next worker (proxy_next_upstream
+    # off): with its default, the same request killed both workers here.
+    assert len(killed) == 1, f"one request killed {len(killed)} workers"
+    # The other clients lose only what was in flight when the worker died:
+    # nginx replays nothing, so those fail, and nothing else does.
+    assert not unexplained, f"failed, not in flight at the death (ms): {unexplained}"
+    assert len(load.failed) <= CRASH_CLIENTS, load.summary()
+    if server == "gunicorn-sync":
+        # A sync worker holds one request at a time and no kept-alive
+        # connection: the crash loses its own request and nothing else
+        # (proxy.conf recommends it where that matters).
+        assert load.failed == [], load.summary()
 
 
 # -- a second nginx with the same config, changed -----------------------------------
