@@ -70,9 +70,10 @@ def _leftovers(text: str, slug: str) -> list[str]:
 
 
 def localize(
-    project: Path, work: Path, slug: str, *, port: int, upstream: str, container: bool = False
+    project: Path, work: Path, slug: str, *, upstream: str, port: int = 0, container: bool = False
 ) -> Site:
-    """Copy `project` into `work` and rewrite its deploy/nginx files to run here.
+    """Copy `project` into `work` and rewrite its deploy/nginx files to run here
+    (on `port`, or a free one).
 
     `upstream` replaces the app server's address (`unix:/path.sock` or `127.0.0.1:PORT`).
     With `container`, nginx runs the container's whole nginx.conf; otherwise a
@@ -83,7 +84,7 @@ def localize(
     for name in TEMP_DIRS:
         (prefix / name).mkdir(parents=True)
     logs = prefix / "access.log", prefix / "error.log"
-    site = Site(root, prefix, port, prefix / "nginx.conf", *logs, free_port())
+    site = Site(root, prefix, port or free_port(), prefix / "nginx.conf", *logs, free_port())
     conf_dir = root / "deploy" / "nginx"
     socket = rf"unix:/run/{re.escape(slug)}/(?:gunicorn|granian)\.sock"
     server = rf"(?m)^(\s*server\s+)({socket}|web:8000)\b"
@@ -93,7 +94,7 @@ def localize(
         text = text.replace(f"/etc/nginx/{slug}-https", str(prefix / f"{slug}-https"))
         text = re.sub(server, rf"\g<1>{upstream}", text)
         text = re.sub(r"\b(listen\s+)443\b", rf"\g<1>{LOOPBACK}:{site.tls_port}", text)
-        text = re.sub(r"\b(listen\s+)80\b", rf"\g<1>{LOOPBACK}:{port}", text)
+        text = re.sub(r"\b(listen\s+)80\b", rf"\g<1>{LOOPBACK}:{site.port}", text)
         # The site's access log (a host's file; the container links it to stdout).
         text = text.replace("/var/log/nginx/access.log", str(site.access_log))
         assert not _leftovers(text, slug), f"{conf} not localized: {_leftovers(text, slug)}"

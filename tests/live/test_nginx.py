@@ -31,7 +31,7 @@ from harness.browser import chromium
 from harness.chaos import probe_copy, worker_pids
 from harness.clients import Samples, SlowClients, hold_slow_clients, raw_request, sample_requests
 from harness.figures import record
-from harness.http import LOOPBACK, Response, free_port, http_get, https_get
+from harness.http import LOOPBACK, Response, http_get, https_get
 from harness.processes import wait_for_text
 from harness.render import render
 from harness.serving import Served, answers, serve
@@ -124,8 +124,8 @@ def test_every_variant_passes_nginx_t_gixy_and_systemd_analyze(
     nginx_dir = project / "deploy/nginx"
     assert (nginx_dir / "nginx.conf").exists() == docker
     for kind in ("host", "container") if docker else ("host",):
-        options = {"port": free_port(), "container": kind == "container"}
-        site = nginx.localize(project, tmp_path / kind, slug, upstream=UNUSED, **options)
+        container = kind == "container"
+        site = nginx.localize(project, tmp_path / kind, slug, upstream=UNUSED, container=container)
         result = nginx.nginx_test(site)
         assert result.returncode == 0, f"{kind}: {result.stderr}"
         site_conf = (site.root / "deploy/nginx/include/site.conf").read_text()
@@ -156,7 +156,7 @@ def test_every_variant_passes_nginx_t_gixy_and_systemd_analyze(
     bind = {"gunicorn": f"GUNICORN_BIND={socket}", "granian": f"GRANIAN_UDS={socket[5:]}"}
     assert f"Environment={bind[server]}\n" in text
     assert f"RuntimeDirectory={slug}\n" in text and f"User={slug}\n" in text
-    # verify checks that ExecStart (and ExecStartPre's flask) exists: point it at a real venv.
+    # verify checks that ExecStart exists: point it at a real venv.
     unit = tmp_path / f"{slug}.service"
     unit.write_text(text.replace(f"/srv/{slug}/.venv/bin/", f"{venv_bin}/"))
     verify = [require_tool("systemd-analyze"), "verify", str(unit)]
@@ -440,56 +440,26 @@ def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
 # -- a second nginx with the same config, changed -----------------------------------
 
 
-def other_site(project: Path, work: Path, upstream: Path, **options: Any) -> nginx.Site:
-    """The project's config localized again, for a second nginx in front of `upstream`."""
-    return nginx.localize(
-        project, work, SLUG, port=free_port(), upstream=f"unix:{upstream}", **options
-    )
-
-
 def test_container_config_serves_the_same_site(
     stack: Served, live_project: Path, tmp_path: Path
 ) -> None:
     """The container's nginx.conf, with gunicorn's address made local."""
-    assert stack.socket is not None
-    site = other_site(live_project, tmp_path, stack.socket, container=True)
+    upstream = f"unix:{stack.socket}"
+    site = nginx.localize(live_project, tmp_path, SLUG, upstream=upstream, container=True)
     with nginx.running_nginx(site, DOMAIN):
         response = http_get(site.port, "/static/style.css", HOST)
         assert response.status == 200 and response.headers["cache-control"] == "no-cache"
-        assert http_get(site.port, "/", HOST).status == 200
         # A first look on this machine: http://localhost:8080/ (the browser
         # sends the port in Host) and 127.0.0.1 get the same site.
-        for local in (f"localhost:{site.port}", "localhost", f"{LOOPBACK}:{site.port}"):
-            response = http_get(site.port, "/", {"Host": local})
-            assert response.status == 200, local
+        for name in (DOMAIN, f"localhost:{site.port}", "localhost", f"{LOOPBACK}:{site.port}"):
+            response = http_get(site.port, "/", {"Host": name})
+            assert response.status == 200, name
             # The site's own headers (the app's: frame-ancestors, not X-Frame-Options).
-            assert "frame-ancestors 'none'" in response.headers["content-security-policy"], local
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"], name
             assert b"<h1>Demo Shop</h1>" in response.body
         # Every other name, and no name, is still dropped.
         for head in (UNKNOWN_HOST, NO_HOST):
             assert raw_request(site.port, head, whole=True) == b"", head
-
-
-def test_tls_lines_work_once_switched_on(stack: Served, live_project: Path, tmp_path: Path) -> None:
-    """HTTPS switched on as the README tells a host to (include/https.conf), with a
-    throwaway certificate: the app then sees https, by X-Forwarded-Proto alone."""
-    assert stack.socket is not None
-    site = other_site(live_project, tmp_path, stack.socket)
-    cert, key = nginx.self_signed_cert(tmp_path, DOMAIN)
-    nginx.enable_tls(site, SLUG, DOMAIN, cert, key)
-    result = nginx.nginx_test(site)
-    assert result.returncode == 0, result.stderr
-    with nginx.running_nginx(site, DOMAIN):
-        response = https_get(site.tls_port, "/_probe", DOMAIN, cert)
-        assert response.status == 200
-        seen = json.loads(response.body)
-        assert (seen["scheme"], seen["external_url"]) == ("https", f"https://{DOMAIN}/_probe")
-        assert response.headers["strict-transport-security"] == "max-age=31536000"
-        response = http_get(site.port, "/healthz?x=1", HOST)
-        moved = (response.status, response.headers["location"])
-        assert moved == (301, f"https://{DOMAIN}/healthz?x=1")
-        with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
-            https_get(site.tls_port, "/", "unknown.test", cert)
 
 
 def stylesheet_url(page: bytes) -> str:
@@ -498,9 +468,12 @@ def stylesheet_url(page: bytes) -> str:
     return found.group(1).decode()
 
 
-def test_a_restart_shows_our_502_page_and_a_changed_stylesheet_gets_a_new_url(
+def test_a_deploy_over_https_502_page_while_restarting_then_a_new_stylesheet_url(
     stack: Served, live_project: Path, venv_bin: Path, tmp_path: Path
 ) -> None:
+    """A changed stylesheet deployed to a copy with HTTPS switched on as the README
+    tells a host to (include/https.conf, a throwaway certificate): the app sees
+    https by X-Forwarded-Proto alone; while gunicorn is down, our 502 page."""
     old_url = stylesheet_url(stack.get("/").body)
     old = stack.get(old_url)
     assert old.status == 200
@@ -511,12 +484,34 @@ def test_a_restart_shows_our_502_page_and_a_changed_stylesheet_gets_a_new_url(
     project = shutil.copytree(live_project, tmp_path / "project")
     css = project / PACKAGE / "static" / "style.css"
     css.write_text(css.read_text() + "\nh1 { color: rebeccapurple; }\n")
+    cert, key = nginx.self_signed_cert(tmp_path, DOMAIN)
+
+    def switch_tls_on(site: nginx.Site) -> None:
+        nginx.enable_tls(site, SLUG, DOMAIN, cert, key)
+        result = nginx.nginx_test(site)
+        assert result.returncode == 0, result.stderr
+
     env = production_env(venv_bin)
-    with serve(project, tmp_path / "after", env, app=APP, behind_nginx=True) as after:  # the deploy
-        new_url = stylesheet_url(after.get("/").body)
-        fetched = after.get(new_url)
+    with serve(
+        project, tmp_path / "after", env, app=APP, behind_nginx=True, adjust_site=switch_tls_on
+    ) as after:
+        assert after.site is not None
+        tls = after.site.tls_port
+        response = https_get(tls, "/_probe", DOMAIN, cert)
+        assert response.status == 200
+        seen = json.loads(response.body)
+        assert (seen["scheme"], seen["external_url"]) == ("https", f"https://{DOMAIN}/_probe")
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
+        response = after.get("/healthz?x=1")
+        moved = (response.status, response.headers["location"])
+        assert moved == (301, f"https://{DOMAIN}/healthz?x=1")
+        with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+            https_get(tls, "/", "unknown.test", cert)
+
+        new_url = stylesheet_url(https_get(tls, "/", DOMAIN, cert).body)
+        fetched = https_get(tls, new_url, DOMAIN, cert)
         assert after.stop() == 0, after.output()
-        down = after.get("/")  # gunicorn stopped, nginx still up: a restart
+        down = https_get(tls, "/", DOMAIN, cert)  # gunicorn down, as during a restart
     assert new_url != old_url and new_url.startswith("/static/style.css?v=")
     assert fetched.status == 200 and b"rebeccapurple" in fetched.body
     assert down.status == 502
