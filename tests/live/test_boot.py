@@ -80,10 +80,6 @@ def assert_three_workers(served: Served, server: str) -> None:
     assert server != "gunicorn" or "Using worker: gthread" in log
 
 
-def test_the_launcher_serves_with_the_generated_config(probe_server: Served) -> None:
-    assert_three_workers(probe_server, answers(probe_server.cwd)["server"])
-
-
 def test_procfile_web_process_serves_under_honcho(server_project: Path, tmp_path: Path) -> None:
     env = run_env(project_venv(server_project))
     settings = {"FLASK_SECRET_KEY": SECRET, "WEB_CONCURRENCY": "3"}
@@ -248,7 +244,10 @@ def with_settings(project: Path, work: Path, **settings: str) -> AbstractContext
     return serve(project, work, env, app="probe_wsgi:app")
 
 
-def test_app_lines_appear_in_the_server_format_with_the_request_id(probe_server: Served) -> None:
+def test_the_launcher_serves_and_logs_app_lines_in_its_format_with_the_request_id(
+    probe_server: Served,
+) -> None:
+    assert_three_workers(probe_server, answers(probe_server.cwd)["server"])
     rid = "0123456789abcdef0123456789abcdef"  # as nginx's $request_id
     response = probe_server.get("/_probe/log", {"X-Request-ID": rid})
     assert response.status == 200 and response.headers["x-request-id"] == rid
@@ -292,7 +291,9 @@ def test_access_lines_can_be_turned_off(probe_project: Path, tmp_path: Path) -> 
     assert "GET /_probe/log" not in output, output
 
 
-def test_errors_are_pages_or_json_and_a_500_is_logged_once(probe_server: Served) -> None:
+def test_errors_are_pages_or_json_a_500_is_logged_once_and_security_headers_sent(
+    probe_server: Served,
+) -> None:
     page = probe_server.get("/nowhere")
     assert page.status == 404 and page.headers["content-type"].startswith("text/html")
     assert b"/static/style.css?v=" in page.body, "the site's look (base.html)"
@@ -318,8 +319,7 @@ def test_errors_are_pages_or_json_and_a_500_is_logged_once(probe_server: Served)
     api = probe_server.request("POST", "/_probe/upload", body=b"x" * 2000, headers=json_only)
     assert api.status == 413 and json.loads(api.body)["status"] == 413
 
-
-def test_security_headers_without_nginx_and_hsts_only_over_https(probe_server: Served) -> None:
+    # The app's own security headers (no nginx here), HSTS only over HTTPS.
     for path in ("/", "/nowhere", "/healthz"):
         headers = probe_server.get(path).headers
         assert headers["x-content-type-options"] == "nosniff", path

@@ -237,7 +237,7 @@ def test_pages_static_files_and_each_security_header_once_from_one_layer(stack: 
     assert "GET /static/style.css" in stack.site.access_log.read_text()
 
 
-def test_one_request_id_in_the_response_the_app_log_and_both_access_logs(stack: Served) -> None:
+def test_nginx_replaces_a_forged_request_id_and_forwarded_headers(stack: Served) -> None:
     forged = "chosen-by-the-client-0001"
     response = stack.get("/_probe/log", {"X-Request-ID": forged})
     rid = response.headers.get("x-request-id")
@@ -253,8 +253,6 @@ def test_one_request_id_in_the_response_the_app_log_and_both_access_logs(stack: 
     assert re.search(rf"GET /_probe/log .*request_id={rid} request_time=[\d.]+", nginx_line)
     assert forged not in app_log
 
-
-def test_app_sees_the_client_as_nginx_reports_it_and_no_forged_header(stack: Served) -> None:
     # From 127.0.0.2: an address only X-Forwarded-For can have told the app
     # (gunicorn itself sees a unix-socket peer, not an IP).
     seen = {
@@ -265,7 +263,7 @@ def test_app_sees_the_client_as_nginx_reports_it_and_no_forged_header(stack: Ser
     }
     response, _ = request(stack.port, "/_probe", {}, source="127.0.0.2")
     assert (response.status, json.loads(response.body)) == (200, seen)
-    forged = {
+    forwarded = {
         "X-Forwarded-For": "203.0.113.9",
         "X-Forwarded-Host": "evil.test",
         "X-Forwarded-Proto": "https",
@@ -274,11 +272,11 @@ def test_app_sees_the_client_as_nginx_reports_it_and_no_forged_header(stack: Ser
         "X-Forwarded-Ssl": "on",
         "X-Forwarded-Protocol": "ssl",
     }
-    response, _ = request(stack.port, "/_probe", forged, source="127.0.0.2")
+    response, _ = request(stack.port, "/_probe", forwarded, source="127.0.0.2")
     assert (response.status, json.loads(response.body)) == (200, seen), "only nginx's hop"
 
 
-def test_body_over_the_limit_gets_413_and_never_reaches_the_app(stack: Served) -> None:
+def test_a_body_over_the_limit_gets_413_unknown_hosts_and_dotfiles_nothing(stack: Served) -> None:
     # Headers only: nginx decides from Content-Length, before any body is sent.
     head = (
         f"POST /_probe/upload HTTP/1.1\r\nHost: {DOMAIN}\r\n"
@@ -296,15 +294,10 @@ def test_body_over_the_limit_gets_413_and_never_reaches_the_app(stack: Served) -
     log = stack.wait_for_log('"POST /_probe/upload')
     assert log.count("POST /_probe/upload") == 1
 
-
-def test_unknown_hosts_dotfiles_and_the_error_page_get_nothing(stack: Served) -> None:
     # The host site answers to its domain alone (only compose's adds localhost):
     # 444, the connection closes and nothing is sent.
-    for name in (b"127.0.0.1", b"localhost"):
-        assert (
-            raw_request(stack.port, UNKNOWN_HOST.replace(b"unknown.test", name), whole=True) == b""
-        )
-    for head in (UNKNOWN_HOST, NO_HOST):
+    local = [UNKNOWN_HOST.replace(b"unknown.test", name) for name in (b"127.0.0.1", b"localhost")]
+    for head in (UNKNOWN_HOST, NO_HOST, *local):
         assert raw_request(stack.port, head, whole=True) == b"", head
     for path in ("/.env", "/.git/config", "/static/.secret", "/50x.html"):
         response = stack.get(path)
