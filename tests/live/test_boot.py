@@ -1,7 +1,9 @@
 """Rendered projects under their real servers, gunicorn and granian, on loopback: they
-serve, refuse a setting that would not work in one line, reload (on a signal, and on a code
-change in development with GUNICORN_RELOAD) and stop on a signal. The app inside logs in the
-server's format with the request id, answers errors as pages or JSON, and sends its headers.
+serve (the presets too, rendered with `copier copy --data-file` as the README says, under
+gunicorn and the waitress command the README gives Windows users), refuse a setting that
+would not work in one line, reload (on a signal, and on a code change in development with
+GUNICORN_RELOAD) and stop on a signal. The app inside logs in the server's format with the
+request id, answers errors as pages or JSON, and sends its headers.
 
 The probe (harness/apps/probe_wsgi.py, in a copy of the project) adds a route that logs one
 INFO line and one that raises; the shared `probe_server` (conftest.py) runs it under the
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -26,8 +29,10 @@ from harness.chaos import APPS, chaos_copy, copy_with_apps, worker_pids
 from harness.http import LOOPBACK, free_port, http_get
 from harness.processes import start, stop
 from harness.procfile import serve_under_honcho
+from harness.readme import readme_blocks
+from harness.render import PRESETS, render_preset
 from harness.serving import Served, answers, serve, server_command
-from harness.venvs import SECRET, production_env, project_venv, run_env
+from harness.venvs import SECRET, production_env, project_venv, run_env, run_project_tests
 from harness.waiting import eventually
 
 WAITRESS = ["waitress-serve", "--listen={host}:{port}", "wsgi:app"]
@@ -111,6 +116,43 @@ def test_waitress_serves_the_same_app(default_project: Path, tmp_path: Path) -> 
     env = production_env(project_venv(default_project))
     with serve(default_project, tmp_path, env, command=command, port=port) as served:
         assert_serves(served)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_passes_its_own_tests_and_serves(preset: str, tmp_path: Path) -> None:
+    project = render_preset(preset, tmp_path / preset)
+    venv = project_venv(project)
+    result = run_project_tests(project, run_env(venv))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
+
+    # Production refuses to start without a database URL; a SQLite file stands in for
+    # PostgreSQL (/healthz and / never touch it).
+    database = {"DATABASE_URL": f"sqlite:///{project / 'instance' / 'boot.sqlite3'}"}
+    env = production_env(venv, **(database if (project / "migrations").is_dir() else {}))
+    # The waitress command in the README's PowerShell blocks, exactly one, on one line;
+    # PowerShell may set variables first on the same line (`$env:X = ...;`).
+    found = {
+        line.split(";")[-1].split(" #")[0].strip()
+        for block in readme_blocks((project / "README.md").read_text(), "powershell")
+        for line in block.lines()
+        if "waitress-serve" in line
+    }
+    assert len(found) == 1, f"expected one waitress-serve command in the README, got {found}"
+    # `uv run X` runs X in the project's environment: here the shared venv, with the same
+    # locked packages.
+    waitress = shlex.split(found.pop().removeprefix("uv run "))
+    assert waitress[0] == "waitress-serve", waitress
+    listen = [arg for arg in waitress if arg.startswith("--listen=")]
+    assert len(listen) == 1, f"the README's command says where it listens: {waitress}"
+    # As written, except the port (the README's may be taken here) and, should the
+    # README listen on every interface, the host: tests bind to loopback.
+    port = free_port()
+    waitress = [f"--listen={LOOPBACK}:{port}" if arg in listen else arg for arg in waitress]
+    for server, command, at in [("gunicorn", None, None), ("waitress", waitress, port)]:
+        with serve(project, tmp_path / server, env, command=command, port=at) as served:
+            assert served.get("/healthz").status == 200, server
+            assert served.get("/").status == 200, server
 
 
 @pytest.mark.parametrize("refusal", list(REFUSALS))
