@@ -20,7 +20,6 @@ import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,7 @@ from harness.venvs import SECRET, production_env, project_venv, run_env, run_pro
 from harness.waiting import eventually
 
 WAITRESS = ["waitress-serve", "--listen={host}:{port}", "wsgi:app"]
-CRASH_MARKER = "probe-secret-7c1e"  # harness/apps/probe_wsgi.py's
+PROBE, CRASH_MARKER = "probe_wsgi:app", "probe-secret-7c1e"  # harness/apps/probe_wsgi.py
 # How each launcher's access log is turned off (both write one by default, on
 # their own port; behind nginx on a unix socket gunicorn's is off already).
 ACCESS_LOG_OFF = {
@@ -97,13 +96,8 @@ def test_gunicorn_binds_a_unix_socket_when_told(default_project: Path, tmp_path:
     env = production_env(project_venv(default_project), GUNICORN_BIND=f"unix:{sock}")
     server = start(server_command(default_project), default_project, env, tmp_path / "g.log")
     try:
-
-        def answering() -> bool:
-            server.assert_alive()
-            return http_get(sock, "/healthz").status == 200
-
-        eventually(answering, what=f"gunicorn answering on {sock}")
-        assert "Listening at: unix:" in server.output()
+        server.wait_for_log(f"Listening at: unix:{sock}")
+        assert http_get(sock, "/healthz", timeout=20).status == 200  # once a worker is up
         # Behind nginx (a unix socket) nginx keeps the access log; gunicorn's is off.
         assert "GET /healthz" not in server.output()
     finally:
@@ -281,11 +275,6 @@ def test_gunicorn_reload_picks_up_code_changes(default_project: Path, tmp_path: 
         )
 
 
-def with_settings(project: Path, work: Path, **settings: str) -> AbstractContextManager[Served]:
-    env = production_env(project_venv(project), WEB_CONCURRENCY="1", **settings)
-    return serve(project, work, env, app="probe_wsgi:app")
-
-
 def test_the_launcher_serves_and_logs_app_lines_in_its_format_with_the_request_id(
     probe_server: Served,
 ) -> None:
@@ -309,8 +298,10 @@ def test_the_launcher_serves_and_logs_app_lines_in_its_format_with_the_request_i
         assert sent != bad and re.fullmatch(RID, sent)
 
 
-def test_json_format_writes_one_object_per_line(probe_project: Path, tmp_path: Path) -> None:
-    with with_settings(probe_project, tmp_path, LOG_FORMAT="json") as served:
+def test_log_format_json_and_access_lines_off(probe_project: Path, tmp_path: Path) -> None:
+    """LOG_FORMAT=json writes one object per line; each launcher's access log turns off."""
+    env = production_env(project_venv(probe_project), WEB_CONCURRENCY="1")
+    with serve(probe_project, tmp_path / "json", env | {"LOG_FORMAT": "json"}, app=PROBE) as served:
         rid = served.get("/_probe/log").headers["x-request-id"]
         served.wait_for_log('"message": "order placed"')
         served.wait_for_log("GET /_probe/log HTTP/1.1")
@@ -322,10 +313,8 @@ def test_json_format_writes_one_object_per_line(probe_project: Path, tmp_path: P
     # The id the app made up (the request came without one), under granian too.
     assert access[0]["request_id"] == rid
 
-
-def test_access_lines_can_be_turned_off(probe_project: Path, tmp_path: Path) -> None:
     off = ACCESS_LOG_OFF[answers(probe_project)["server"]]
-    with with_settings(probe_project, tmp_path, **off) as served:
+    with serve(probe_project, tmp_path / "off", env | off, app=PROBE) as served:
         served.get("/_probe/log")
         served.wait_for_log("order placed")
         time.sleep(0.5)  # an access line is written right after the response

@@ -305,7 +305,9 @@ def test_a_body_over_the_limit_gets_413_unknown_hosts_and_dotfiles_nothing(stack
         assert path not in stack.output()
 
 
-def test_slow_clients_do_not_slow_the_site_behind_nginx(stack: Served) -> None:
+def test_slow_clients_do_not_slow_the_site_behind_nginx_and_gunicorn_alone_survives(
+    stack: Served, live_project: Path, venv_bin: Path, tmp_path: Path
+) -> None:
     seconds = 12  # > client_header_timeout (10 s): nginx cuts the slow ones off
     samples, slow = run_with_slow_clients(stack.port, seconds)
     record(
@@ -322,13 +324,9 @@ def test_slow_clients_do_not_slow_the_site_behind_nginx(stack: Served) -> None:
     assert len(slow.cut_after) == SLOW_CLIENTS, "client_header_timeout drops every slow client"
     assert min(slow.cut_after) > 8, "nobody is cut off before the timeout"
 
-
-def test_slow_clients_against_gunicorn_alone_are_recorded(
-    live_project: Path, venv_bin: Path, tmp_path: Path
-) -> None:
-    """The contrast, recorded as a figure: the same gunicorn, exposed on TCP
-    without nginx. How well gunicorn copes is gunicorn's business (a release
-    can change it), so the test asserts only that it survives and serves after."""
+    # The contrast, recorded as a figure: the same gunicorn, exposed on TCP without
+    # nginx. How well gunicorn copes is gunicorn's business (a release can change
+    # it), so the test asserts only that it survives and serves after.
     seconds = 8
     with serve(live_project, tmp_path, production_env(venv_bin), app=APP) as alone:
         samples, _ = run_with_slow_clients(alone.port, seconds)
