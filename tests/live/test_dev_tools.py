@@ -163,19 +163,13 @@ def test_develop_commands_work_as_printed(tmp_path: Path) -> None:
         http_get(port, "/healthz", timeout=1)  # stopped, reloader child included
     print(f"FIGURE copier copy to a running dev server (uv cache warm): {first_page:.1f} s")
 
-    result = run(project, env, "bash", "-c", test)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Required test coverage" in result.stdout
-
-    result = run(project, env, "bash", "-c", first_commit)
-    assert result.returncode == 0, result.stdout + result.stderr
+    package = PLACEHOLDERS["NAME"]
+    for command in (test, first_commit, hooks, add.replace("NAME", package)):
+        result = run(project, env, "bash", "-c", command)
+        assert result.returncode == 0, f"{command}\n{result.stdout}{result.stderr}"
+        assert command != test or "Required test coverage" in result.stdout, result.stdout
     tracked = run(project, env, "git", "ls-files").stdout
     assert "README.md" in tracked, "the first commit holds it all"
-    result = run(project, env, "bash", "-c", hooks)
-    assert result.returncode == 0, result.stdout + result.stderr
-    package = PLACEHOLDERS["NAME"]
-    result = run(project, env, "bash", "-c", add.replace("NAME", package))
-    assert result.returncode == 0, result.stderr
     assert f'"{package}>=' in (project / "pyproject.toml").read_text()
     assert f'name = "{package}"' in (project / "uv.lock").read_text()
 

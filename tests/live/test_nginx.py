@@ -459,7 +459,7 @@ def stylesheet_url(page: bytes) -> str:
     return found.group(1).decode()
 
 
-def test_a_deploy_over_https_502_page_while_restarting_then_a_new_stylesheet_url(
+def test_tls_switched_on_for_a_deploy_502_page_while_restarting_then_a_new_css_url(
     stack: Served, live_project: Path, venv_bin: Path, tmp_path: Path
 ) -> None:
     """A changed stylesheet deployed to a copy with HTTPS switched on as the README
