@@ -397,12 +397,10 @@ def test_a_request_that_kills_its_worker_costs_one_worker_and_fails_fast(
         if not (o.started < died + DEATH_SLACK and o.ended > died)
     ]
     others = f"others: {len(load.failed)} failed of {len(load.outcomes)}"
-    if load.failed:
-        others += (
-            f", {len(unexplained)} of them not in flight then"
-            if unexplained
-            else ", all in flight on the dying worker"
-        )
+    if unexplained:
+        others += f", {len(unexplained)} of them not in flight then"
+    elif load.failed:
+        others += ", all in flight on the dying worker"
     record(
         "04b-crash-nginx" + ("" if server == "gunicorn" else f"-{server}"),
         "a GET that kills its own worker (SIGKILL), 4 clients looping",
