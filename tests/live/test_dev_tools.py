@@ -2,7 +2,7 @@
 generated CI runs it from the shared project venv (the variant's lock): `pre-commit run
 --all-files` (hooks from PyPI), mypy, and the project's tests with coverage above the floor
 in pyproject.toml. The generated README's Develop commands work as printed, the way a
-newcomer runs them (tests/quick/test_newcomer_static.py reads what needs no server).
+newcomer runs them (tests/quick/test_render.py reads what needs no server).
 
 The template's own: `python3 dev.py demo` serves the defaults; the benchmark runs end to end
 (bench/run.py --smoke, on loopback): each stack starts, answers every route under load, and
