@@ -70,9 +70,10 @@ def _leftovers(text: str, slug: str) -> list[str]:
 
 
 def localize(
-    project: Path, work: Path, slug: str, *, port: int, upstream: str, container: bool = False
+    project: Path, work: Path, slug: str, *, upstream: str, port: int = 0, container: bool = False
 ) -> Site:
-    """Copy `project` into `work` and rewrite its deploy/nginx files to run here.
+    """Copy `project` into `work` and rewrite its deploy/nginx files to run here
+    (on `port`, or a free one).
 
     `upstream` replaces the app server's address (`unix:/path.sock` or `127.0.0.1:PORT`).
     With `container`, nginx runs the container's whole nginx.conf; otherwise a
@@ -83,7 +84,7 @@ def localize(
     for name in TEMP_DIRS:
         (prefix / name).mkdir(parents=True)
     logs = prefix / "access.log", prefix / "error.log"
-    site = Site(root, prefix, port, prefix / "nginx.conf", *logs, free_port())
+    site = Site(root, prefix, port or free_port(), prefix / "nginx.conf", *logs, free_port())
     conf_dir = root / "deploy" / "nginx"
     socket = rf"unix:/run/{re.escape(slug)}/(?:gunicorn|granian)\.sock"
     server = rf"(?m)^(\s*server\s+)({socket}|web:8000)\b"
@@ -93,7 +94,7 @@ def localize(
         text = text.replace(f"/etc/nginx/{slug}-https", str(prefix / f"{slug}-https"))
         text = re.sub(server, rf"\g<1>{upstream}", text)
         text = re.sub(r"\b(listen\s+)443\b", rf"\g<1>{LOOPBACK}:{site.tls_port}", text)
-        text = re.sub(r"\b(listen\s+)80\b", rf"\g<1>{LOOPBACK}:{port}", text)
+        text = re.sub(r"\b(listen\s+)80\b", rf"\g<1>{LOOPBACK}:{site.port}", text)
         # The site's access log (a host's file; the container links it to stdout).
         text = text.replace("/var/log/nginx/access.log", str(site.access_log))
         assert not _leftovers(text, slug), f"{conf} not localized: {_leftovers(text, slug)}"
@@ -218,26 +219,23 @@ def self_signed_cert(directory: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def _uncomment(text: str, start: str) -> str:
-    """Switch on the one commented line that begins with `start`."""
-    text, found = re.subn(rf"(?m)^(\s*)# ({re.escape(start)}[^\n]*)$", r"\1\2", text)
-    assert found == 1, f"expected one commented line starting with {start!r}, found {found}"
-    return text
-
-
 def enable_tls(site: Site, slug: str, domain: str, cert: Path, key: Path) -> None:
     """Switch HTTPS on as the README tells a host to, on `site.tls_port`:
     include/https.conf where site.conf looks for it (with this certificate), and
-    handshakes for other names refused (catch-all.conf)."""
+    handshakes for other names refused (catch-all.conf's commented lines)."""
     include = site.root / "deploy" / "nginx" / "include"
     live = f"/etc/letsencrypt/live/{domain}"
     text = (include / "https.conf").read_text()
     text = text.replace(f"{live}/fullchain.pem", str(cert)).replace(f"{live}/privkey.pem", str(key))
-    (site.prefix / f"{slug}-https.conf").write_text(text)
-    listen = f"listen {LOOPBACK}:{site.tls_port} ssl"
+    https = site.prefix / f"{slug}-https.conf"
+    https.write_text(text)
     catch_all = include / "catch-all.conf"
-    catch_all.write_text(_uncomment(_uncomment(catch_all.read_text(), listen), "ssl_reject"))
-    for conf in (site.prefix / f"{slug}-https.conf", catch_all):
+    text = catch_all.read_text()
+    for line in (f"listen {LOOPBACK}:{site.tls_port} ssl", "ssl_reject"):
+        text, found = re.subn(rf"(?m)^(\s*)# ({re.escape(line)}[^\n]*)$", r"\1\2", text)
+        assert found == 1, f"expected one commented line starting with {line!r}, found {found}"
+    catch_all.write_text(text)
+    for conf in (https, catch_all):
         assert not _leftovers(conf.read_text(), slug), f"{conf} not localized"
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from harness.postgres import remove_postgres, start_postgres
 from harness.procfile import procfile_command
@@ -25,11 +26,6 @@ def run(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPro
     )
 
 
-def serve_web(project: Path, work: Path, env: dict[str, str]) -> AbstractContextManager[Served]:
-    """The Procfile's web process, as a platform runs it."""
-    return serve(project, work, env, command=shlex.split(procfile_command(project, "web")))
-
-
 def exercise_crud(served: Served) -> None:
     headers = {"Content-Type": "application/json", **BEARER}
     created = served.request("POST", "/items", json.dumps({"name": "lamp"}).encode(), headers)
@@ -43,34 +39,43 @@ def exercise_crud(served: Served) -> None:
     assert served.request("POST", "/items", b'{"name": ""}', headers).status == 400
 
 
-def test_postgresql_tests_release_crud_and_readiness(copie: Any, tmp_path: Path) -> None:
-    project = render(copie, database="postgresql")
-    postgres = start_postgres()
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_tests_release_crud_and_readiness(database: str, copie: Any, tmp_path: Path) -> None:
+    project = render(copie, database=database)
+    postgres = start_postgres() if database == "postgresql" else None
     try:
         # Its own venv: its pins differ from the default project's.
-        env = production_env(project_venv(project), DATABASE_URL=postgres.url())
+        url = {"DATABASE_URL": postgres.url()} if postgres else {}
+        env = production_env(project_venv(project), **url)
         result = run_project_tests(project, env)
         assert result.returncode == 0, result.stdout + result.stderr
         # The fixture migrated the real server up and back down to base.
-        assert postgres.psql("SELECT to_regclass('items') IS NULL") == "t\n"
+        assert not postgres or postgres.psql("SELECT to_regclass('items') IS NULL") == "t\n"
 
         release = procfile_command(project, "release")
         assert release == "flask db upgrade"
         first = run(release, project, env)
         assert first.returncode == 0, first.stderr
         assert "Running upgrade  -> 0001" in first.stderr
-        assert postgres.psql("SELECT version_num FROM alembic_version") == "0001\n"
+        if postgres:
+            assert postgres.psql("SELECT version_num FROM alembic_version") == "0001\n"
+        else:
+            assert (project / "instance" / "app.sqlite3").exists()
         again = run(release, project, env)
         assert again.returncode == 0, again.stderr
         assert "Running upgrade" not in again.stderr, "a second upgrade is a no-op"
         down = run("flask db downgrade base", project, env)
         assert down.returncode == 0, down.stderr
-        assert postgres.psql("SELECT to_regclass('items') IS NULL") == "t\n"
+        assert not postgres or postgres.psql("SELECT to_regclass('items') IS NULL") == "t\n"
         assert run(release, project, env).returncode == 0
 
-        with serve_web(project, tmp_path, env | {"WEB_CONCURRENCY": "2"}) as served:
+        # The Procfile's web process, as a platform runs it.
+        web = shlex.split(procfile_command(project, "web"))
+        with serve(project, tmp_path, env | {"WEB_CONCURRENCY": "2"}, command=web) as served:
             exercise_crud(served)
             assert served.get("/readyz").status == 200
+            if postgres is None:
+                return
             postgres.stop()
             try:
                 down = served.get("/readyz", timeout=10)
@@ -91,17 +96,5 @@ def test_postgresql_tests_release_crud_and_readiness(copie: Any, tmp_path: Path)
         assert log.count("Booting worker") == 2, "no worker crashed or restarted"
         assert "readiness check failed: OperationalError" in log
     finally:
-        remove_postgres(postgres)
-
-
-def test_sqlite_project_migrates_and_serves(copie: Any, tmp_path: Path) -> None:
-    project = render(copie, database="sqlite")
-    env = production_env(project_venv(project))
-    tests = run_project_tests(project, env)
-    assert tests.returncode == 0, tests.stdout + tests.stderr
-    release = run(procfile_command(project, "release"), project, env)
-    assert release.returncode == 0, release.stderr
-    assert (project / "instance" / "app.sqlite3").exists()
-    with serve_web(project, tmp_path, env) as served:
-        exercise_crud(served)
-        assert served.get("/readyz").status == 200
+        if postgres:
+            remove_postgres(postgres)
