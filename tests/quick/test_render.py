@@ -1,8 +1,8 @@
 """Every combination of the switches renders into a clean, lint-free project; so does each
 preset, with `copier copy --data-file` as the README says, its answers recorded and the files
-it promises there (tests/live/test_presets.py boots them). What a newcomer meets before any
+it promises there (tests/live/test_boot.py boots them). What a newcomer meets before any
 server runs: the README's PowerShell blocks parse, and a project whose Python the machine lacks
-makes uv fetch that Python rather than use an older one (tests/live/test_newcomer.py runs the
+makes uv fetch that Python rather than use an older one (tests/live/test_dev_tools.py runs the
 README's Develop commands)."""
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def sighup(served: Served) -> None:
 
 KILLS = 3
 # Behind nginx, failed requests per kill, as the README claims: the generated nginx sends no
-# request again (proxy_next_upstream off, tests/live/test_app_behind_nginx.py), so what was in
+# request again (proxy_next_upstream off, tests/live/test_nginx.py), so what was in
 # flight on the victim fails: at most one request per looping client.
 NGINX_LOSSES_PER_KILL = 4
 
