@@ -87,6 +87,7 @@ STOP_DEADLINE = 40
 
 
 def stop(process: Process, timeout: float = STOP_DEADLINE) -> int:
+    """SIGTERM to the process's own PID; SIGKILL its group if it overstays (and fail)."""
     if process.popen.poll() is None:
         process.popen.send_signal(signal.SIGTERM)
         try:
