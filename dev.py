@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import venv
@@ -119,12 +120,12 @@ def test(pytest_args: list[str]) -> int:
 
 def demo(args: list[str]) -> int:
     """Render the defaults into build/demo and serve them with the generated gunicorn.conf.py."""
-    # The harness (and copier) live in .venv: run this in there.
+    # The harness (and copier) live in .venv: become this script in there. exec, not a
+    # child: a waiting parent would kill it on Ctrl+C before it stopped its server.
     if Path(sys.prefix).resolve() != VENV.resolve():
-        try:
-            return subprocess.run(in_venv(__file__, "demo", *args), cwd=REPO).returncode
-        except KeyboardInterrupt:  # the demo itself stops its server on Ctrl+C
-            return 0
+        os.chdir(REPO)
+        command = in_venv(__file__, "demo", *args)
+        os.execv(command[0], command)  # noqa: S606
     from harness.serving import serve
     from harness.venvs import project_venv, run_env
 
@@ -151,6 +152,9 @@ def demo(args: list[str]) -> int:
         if "--once" in args:
             return 0
         print("Press Ctrl+C to stop.")
+        # gunicorn runs in a session of its own, which a terminal's Ctrl+C does not
+        # reach: leaving the `with` block stops it. SIGTERM (kill, timeout) leaves it too.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             served.process.popen.wait()
         except KeyboardInterrupt:
