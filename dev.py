@@ -26,6 +26,7 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import NoReturn
 
 REPO = Path(__file__).resolve().parent
 VENV = REPO / ".venv"
@@ -88,6 +89,17 @@ def in_venv(*args: str) -> list[str]:
     return [str(BIN / "python"), *args]
 
 
+def become_in_venv(*args: str) -> NoReturn:
+    """Replace this process with .venv's Python running `args`, in the repo. Not a child:
+    on Ctrl+C a waiting parent kills its child after a quarter of a second, before pytest
+    or the demo has stopped the servers it started (each in a session of its own)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(REPO)
+    command = in_venv(*args)
+    os.execv(command[0], command)  # noqa: S606
+
+
 def install_system_tools() -> None:
     """Install the suite's system tools where this can be done without asking
     (root on Debian/Ubuntu); elsewhere say why not and carry on."""
@@ -110,22 +122,18 @@ def install_system_tools() -> None:
         print(f"{failed}: tests that need a missing tool will skip", file=sys.stderr)
 
 
-def test(pytest_args: list[str]) -> int:
+def test(pytest_args: list[str]) -> NoReturn:
     """Run the suite on every core; CI=true turns tool-dependent skips into failures."""
     install_system_tools()
     # loadgroup: the groups tests/conftest.py sets stay on one worker each.
-    command = in_venv("-m", "pytest", "-n", "auto", "--dist", "loadgroup", *pytest_args)
-    return subprocess.run(command, cwd=REPO).returncode
+    become_in_venv("-m", "pytest", "-n", "auto", "--dist", "loadgroup", *pytest_args)
 
 
 def demo(args: list[str]) -> int:
     """Render the defaults into build/demo and serve them with the generated gunicorn.conf.py."""
-    # The harness (and copier) live in .venv: become this script in there. exec, not a
-    # child: a waiting parent would kill it on Ctrl+C before it stopped its server.
+    # The harness (and copier) live in .venv: become this script in there.
     if Path(sys.prefix).resolve() != VENV.resolve():
-        os.chdir(REPO)
-        command = in_venv(__file__, "demo", *args)
-        os.execv(command[0], command)  # noqa: S606
+        become_in_venv(__file__, "demo", *args)
     from harness.serving import serve
     from harness.venvs import project_venv, run_env
 
@@ -168,7 +176,7 @@ def main(argv: list[str]) -> int:
         return 2
     ensure_venv()
     if argv[1] == "lock":
-        return subprocess.run(in_venv("locks/update.py", *argv[2:]), cwd=REPO).returncode
+        become_in_venv("locks/update.py", *argv[2:])
     return demo(argv[2:]) if argv[1] == "demo" else test(argv[2:])
 
 

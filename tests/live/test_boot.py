@@ -258,7 +258,10 @@ def test_granian_reloads_new_code_on_sighup_one_worker_at_a_time(
             load.wait_for(ok=50)  # the new workers serve
         versions = {granian.get("/_probe/version").body for _ in range(20)}
     assert versions == {b"v2"}, "every worker runs the new code"
-    assert load.failed == [], load.summary()
+    # Not lossless (the README says so): a connection that reaches an old worker just
+    # as it closes is reset, a few in thousands.
+    assert all(o.status is None for o in load.failed), load.summary()
+    assert len(load.failed) <= max(3, load.ok // 1000), load.summary()
 
 
 def test_gunicorn_reload_picks_up_code_changes(default_project: Path, tmp_path: Path) -> None:
